@@ -1,0 +1,1 @@
+//! Test harness: simulated pods (netns + veth + cgroup), moto, fake API server.
