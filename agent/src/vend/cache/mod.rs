@@ -168,6 +168,24 @@ impl VendCache {
         removed.len()
     }
 
+    /// Evicts every session whose pod UID does not satisfy `keep` (resync after missed pod
+    /// deletions). Returns how many sessions were dropped.
+    pub fn retain_pods(&self, keep: impl Fn(&str) -> bool) -> usize {
+        let mut dropped = Vec::new();
+        self.lock().retain(|uid, list| {
+            let k = keep(uid);
+            if !k {
+                dropped.append(list);
+            }
+            k
+        });
+        for e in &dropped {
+            e.cancel.cancel();
+            self.inner.shared.metrics.sessions.dec();
+        }
+        dropped.len()
+    }
+
     /// Number of cached sessions.
     pub fn session_count(&self) -> usize {
         self.lock().values().map(Vec::len).sum()

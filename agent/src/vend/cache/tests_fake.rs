@@ -350,3 +350,34 @@ async fn sts_concurrency_is_capped() {
     assert_eq!(fake.count(), 20);
     assert_eq!(fake.max_in_flight.load(Ordering::SeqCst), 3);
 }
+
+#[tokio::test(start_paused = true)]
+async fn retain_pods_evicts_the_rest() {
+    let (cache, fake, _) = setup(VendConfig::default());
+    let r = role("cart", true);
+    for i in 0..5 {
+        cache.get(&pod(i), &r).await.unwrap();
+    }
+    assert_eq!(cache.retain_pods(|uid| uid == "uid-0" || uid == "uid-3"), 3);
+    assert_eq!(cache.session_count(), 2);
+    assert_eq!(cache.metrics().sessions.get(), 2);
+    tokio::time::sleep(Duration::from_secs(3600)).await;
+    let refreshed: std::collections::HashSet<String> = fake
+        .calls()
+        .into_iter()
+        .skip(5)
+        .map(|c| c.req.session_name)
+        .collect();
+    let expected: std::collections::HashSet<String> =
+        ["shop@cart-0".to_string(), "shop@cart-3".to_string()].into();
+    assert_eq!(refreshed, expected);
+}
+
+#[tokio::test(start_paused = true)]
+async fn dropping_the_cache_stops_background_refresh() {
+    let (cache, fake, _) = setup(VendConfig::default());
+    cache.get(&pod(1), &role("cart", true)).await.unwrap();
+    drop(cache);
+    tokio::time::sleep(Duration::from_secs(4 * 3600)).await;
+    assert_eq!(fake.count(), 1);
+}
