@@ -226,6 +226,22 @@ async fn fetch(shared: &Shared, entry: &Entry) {
         res = call_sts(shared, &req).await;
     }
     let now = shared.clock.now();
+    // Credentials that arrive (nearly) expired — a skewed clock or a broken STS — are a
+    // retryable failure, so they are not fetched again per request.
+    let res = res.and_then(|c| {
+        let left = saturating_sub(c.expiration, now);
+        if left > shared.cfg.hard_floor {
+            Ok(c)
+        } else {
+            Err(StsError::transport(
+                "ShortLivedCredentials",
+                Some(format!(
+                    "credentials expire in {}s (clock skew?)",
+                    left.as_secs()
+                )),
+            ))
+        }
+    });
     match res {
         Ok(mut creds) => {
             creds.last_updated = now;
@@ -236,6 +252,8 @@ async fn fetch(shared: &Shared, entry: &Entry) {
                 remaining_s = saturating_sub(creds.expiration, now).as_secs(),
                 "assumed role"
             );
+            // Requests that kicked until now are answered by this publication.
+            entry.demand.store(false, Ordering::SeqCst);
             entry.state.send_modify(|s| {
                 s.creds = Some(creds);
                 s.refresh_at = Some(at);
@@ -269,6 +287,7 @@ async fn fetch(shared: &Shared, entry: &Entry) {
                 until,
                 consecutive,
             };
+            entry.demand.store(false, Ordering::SeqCst);
             entry.state.send_modify(|s| {
                 if drop_creds {
                     s.creds = None;

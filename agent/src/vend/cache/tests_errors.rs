@@ -172,3 +172,26 @@ async fn slow_sts_times_out_the_request_not_the_call() {
         .expect("cached after the slow call finished");
     assert_eq!(fake.count(), 1);
 }
+
+#[tokio::test(start_paused = true)]
+async fn credentials_expiring_on_arrival_are_a_retryable_failure() {
+    let (cache, fake, clock) = setup(VendConfig::default());
+    fake.set_mode(Mode::Lifetime(Duration::from_secs(120)));
+    let p = pod(1);
+    let r = role("cart", true);
+    for _ in 0..20 {
+        let e = cache.get(&p, &r).await.unwrap_err();
+        assert_eq!(
+            e,
+            VendError::Retryable {
+                code: "ShortLivedCredentials".into()
+            }
+        );
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+    assert_eq!(fake.count(), 1, "backoff, not a call per request");
+    fake.set_mode(Mode::Ok);
+    tokio::time::sleep(Duration::from_secs(3)).await;
+    let c = cache.get(&p, &r).await.expect("healthy again");
+    assert!(super::tests_fake::remaining(&c, &clock) > Duration::from_secs(3000));
+}

@@ -22,6 +22,8 @@ pub(super) enum Mode {
     Fail(&'static str, StsErrorKind),
     /// Refuse `DurationSeconds` > 3600 like STS does under role chaining.
     ChainingCap,
+    /// Succeed with credentials that live this long, whatever was asked.
+    Lifetime(Duration),
 }
 
 /// One recorded call: when (clock time) and what.
@@ -95,14 +97,18 @@ impl Sts for FakeSts {
                 StsErrorKind::Permanent,
                 "The requested DurationSeconds exceeds the 1 hour session limit for roles assumed by role chaining.",
             )),
-            Mode::Ok | Mode::ChainingCap => {
+            Mode::Ok | Mode::ChainingCap | Mode::Lifetime(_) => {
                 let i = self.seq.fetch_add(1, Ordering::SeqCst);
                 let now = self.clock.now();
+                let lifetime = match mode {
+                    Mode::Lifetime(l) => l,
+                    _ => Duration::from_secs(u64::from(req.duration_seconds)),
+                };
                 Ok(Credentials {
                     access_key_id: format!("ASIAFAKE{i:08}"),
                     secret_access_key: format!("secret-{i}"),
                     session_token: format!("token-{i}"),
-                    expiration: now + Duration::from_secs(u64::from(req.duration_seconds)),
+                    expiration: now + lifetime,
                     account_id: Some("123456789012".into()),
                     last_updated: now,
                 })

@@ -15,6 +15,9 @@ use super::super::error::{DurationCap, StsErrorKind};
 /// (guards against refresh loops on short or skewed expirations).
 pub(crate) const MIN_REFRESH_INTERVAL: Duration = Duration::from_secs(60);
 
+/// Smallest retry delay, whatever the configuration (guards against retry loops).
+pub(crate) const MIN_BACKOFF: Duration = Duration::from_millis(100);
+
 /// The chaining cap STS applies (and the duration used after a [`DurationCap`] error).
 pub(crate) const CHAINING_CAP_SECONDS: u32 = 3600;
 
@@ -62,7 +65,8 @@ fn random_upto(max: Duration) -> Duration {
 
 /// Retry delay after the `consecutive`-th (1-based) retryable failure:
 /// `d = min(backoff_max, backoff_base × 2^(consecutive−1) × (throttle_multiplier if throttled))`,
-/// then jittered uniformly into `[d/2, d]` ("equal jitter": never a stampede, never zero).
+/// then jittered uniformly into `[d/2, d]` ("equal jitter": never a stampede), and never
+/// below [`MIN_BACKOFF`].
 pub(crate) fn backoff(cfg: &VendConfig, consecutive: u32, kind: StsErrorKind) -> Duration {
     let exp = consecutive.saturating_sub(1).min(20);
     let mut d = cfg.backoff_base.saturating_mul(1u32 << exp);
@@ -70,7 +74,7 @@ pub(crate) fn backoff(cfg: &VendConfig, consecutive: u32, kind: StsErrorKind) ->
         d = d.saturating_mul(cfg.throttle_multiplier.max(1));
     }
     let d = d.min(cfg.backoff_max);
-    d / 2 + random_upto(d / 2)
+    (d / 2 + random_upto(d / 2)).max(MIN_BACKOFF)
 }
 
 /// Remembers STS's refusals of long sessions: role chaining caps every role at 1 h, a role's
@@ -179,6 +183,13 @@ mod tests {
             .map(|_| backoff(&cfg, 6, StsErrorKind::Retryable))
             .collect();
         assert!(samples.len() > 5);
+        // a zero configuration still never retries in a loop
+        let zero = VendConfig {
+            backoff_base: Duration::ZERO,
+            backoff_max: Duration::ZERO,
+            ..Default::default()
+        };
+        assert_eq!(backoff(&zero, 3, StsErrorKind::Retryable), MIN_BACKOFF);
     }
 
     #[test]
