@@ -77,12 +77,17 @@ pub struct SessionTag {
     pub value: String,
 }
 
-/// Tag keys EKS Pod Identity sets, in the order they are sent.
+/// Session tag key: cluster ARN (`--cluster-arn`); sent first when configured.
 pub const TAG_CLUSTER_ARN: &str = "eks-cluster-arn";
+/// Session tag key: cluster name (`--cluster-name`); sent when configured.
 pub const TAG_CLUSTER_NAME: &str = "eks-cluster-name";
+/// Session tag key: the pod's `metadata.namespace`.
 pub const TAG_NAMESPACE: &str = "kubernetes-namespace";
+/// Session tag key: the pod's `spec.serviceAccountName`.
 pub const TAG_SERVICE_ACCOUNT: &str = "kubernetes-service-account";
+/// Session tag key: the pod's `metadata.name`.
 pub const TAG_POD_NAME: &str = "kubernetes-pod-name";
+/// Session tag key: the pod's `metadata.uid`.
 pub const TAG_POD_UID: &str = "kubernetes-pod-uid";
 
 static TAG_CHAR: LazyLock<regex::Regex> =
