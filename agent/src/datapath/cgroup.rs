@@ -35,12 +35,12 @@ fn unescape_mountinfo(s: &str) -> String {
     while i < b.len() {
         if b[i] == b'\\' && i + 3 < b.len() {
             let oct = &b[i + 1..i + 4];
-            if let Ok(oct) = std::str::from_utf8(oct) {
-                if let Ok(v) = u8::from_str_radix(oct, 8) {
-                    out.push(v);
-                    i += 4;
-                    continue;
-                }
+            if let Ok(oct) = std::str::from_utf8(oct)
+                && let Ok(v) = u8::from_str_radix(oct, 8)
+            {
+                out.push(v);
+                i += 4;
+                continue;
             }
         }
         out.push(b[i]);
