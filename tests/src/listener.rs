@@ -1,6 +1,7 @@
 //! A TCP listener for tests: bound inside a netns, answers every connection with one line
-//! (`<tag> <peer>\n`) and reports what it accepted.
-use std::io::Write as _;
+//! (`<tag> <peer>\n`), drains what the client sends until it closes, and reports what it
+//! accepted (one connection at a time).
+use std::io::{Read as _, Write as _};
 use std::net::{SocketAddr, TcpListener};
 use std::sync::Arc;
 use std::sync::atomic::{AtomicBool, Ordering};
@@ -45,6 +46,12 @@ impl TestListener {
                         let _ = s.set_nonblocking(false);
                         let _ = writeln!(s, "{tag} {peer}");
                         let _ = tx.send(Accepted { peer, local });
+                        // Drain what the client sent (until it closes, 200 ms at most) so
+                        // closing with unread data does not turn into an RST.
+                        let _ = s.shutdown(std::net::Shutdown::Write);
+                        let _ = s.set_read_timeout(Some(Duration::from_millis(200)));
+                        let mut sink = [0u8; 512];
+                        while matches!(s.read(&mut sink), Ok(n) if n > 0) {}
                     }
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
                         std::thread::sleep(Duration::from_millis(5));

@@ -215,6 +215,33 @@ fn exempt_and_non_intercepted_connections_keep_their_destination() {
     );
 }
 
+#[test]
+fn tcp_fast_open_sendto_is_redirected_too() {
+    let node = Node::new().unwrap();
+    node.add_metadata_addresses().unwrap();
+    let pod = node.add_pod("f").unwrap();
+    let proxy = node.listen(node.proxy_v4().into(), "proxy").unwrap();
+    let real = node.listen(sa("169.254.169.254:80"), "real").unwrap();
+    let dp = node
+        .attach_datapath(node.datapath_config().unwrap())
+        .unwrap();
+
+    // sendto(MSG_FASTOPEN) connects without connect(2): it must not bypass the redirect.
+    let r = pod.probe("tfo", "169.254.169.254:80", &[]).unwrap();
+    assert!(r.ok, "{r:?}");
+    assert!(
+        r.reply.as_deref().unwrap_or("").starts_with("proxy "),
+        "{r:?}"
+    );
+    let acc = proxy.next(WAIT).expect("proxy accepted the TFO connection");
+    let o = dp
+        .origin_of(acc.peer, acc.local)
+        .expect("origin of TFO connection");
+    assert_eq!(o.original_dst, sa("169.254.169.254:80"));
+    assert!(real.next(Duration::from_millis(100)).is_none());
+    assert_eq!(dp.counters().unwrap().redirected, 1);
+}
+
 /// Starts `podiam datapath-attach` in the node netns and waits for its "attached" line.
 fn start_attach(node: &Node) -> std::process::Child {
     use std::io::BufRead as _;

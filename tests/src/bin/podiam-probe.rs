@@ -5,6 +5,8 @@
 //! podiam-probe tcp  ADDR [--mark N] [--timeout-ms N]   TCP; AF_INET6 for IPv6 ADDR
 //! podiam-probe tcp6 ADDR [--mark N] [--timeout-ms N]   TCP on an AF_INET6 socket; IPv4 ADDR is
 //!                                                      dialled as ::ffff:a.b.c.d (dual stack)
+//! podiam-probe tfo  ADDR [--mark N] [--timeout-ms N]   TCP Fast Open: sendto(MSG_FASTOPEN)
+//!                                                      instead of connect()
 //! podiam-probe udp  ADDR                               UDP connect (no packet sent)
 //! ```
 //! TCP: connects, reads the server's reply until EOF or a newline, reports local/peer
@@ -67,7 +69,12 @@ fn main() {
             SockType::Stream,
             SockaddrStorage::from(a),
         ),
-        ("tcp" | "tcp6", SocketAddr::V6(a)) => (
+        ("tfo", SocketAddr::V4(a)) => (
+            AddressFamily::Inet,
+            SockType::Stream,
+            SockaddrStorage::from(a),
+        ),
+        ("tcp" | "tcp6" | "tfo", SocketAddr::V6(a)) => (
             AddressFamily::Inet6,
             SockType::Stream,
             SockaddrStorage::from(a),
@@ -110,7 +117,25 @@ fn main() {
     let tv = nix::sys::time::TimeVal::new(timeout.as_secs() as i64, timeout.subsec_micros() as i64);
     let _ = setsockopt(&fd, sockopt::SendTimeout, &tv);
     let _ = setsockopt(&fd, sockopt::ReceiveTimeout, &tv);
-    if let Err(e) = connect(fd.as_raw_fd(), &dest) {
+    if kind == "tfo" {
+        use nix::sys::socket::SockaddrLike as _;
+        let data = b"tfo\n";
+        // SAFETY: valid buffer and sockaddr of the stated length.
+        let ret = unsafe {
+            libc::sendto(
+                fd.as_raw_fd(),
+                data.as_ptr().cast(),
+                data.len(),
+                libc::MSG_FASTOPEN,
+                dest.as_ptr().cast(),
+                dest.len(),
+            )
+        };
+        if ret < 0 {
+            let e = std::io::Error::last_os_error();
+            fail(kind, &args[2], &e, e.raw_os_error().unwrap_or(0));
+        }
+    } else if let Err(e) = connect(fd.as_raw_fd(), &dest) {
         fail(kind, &args[2], e, e as i32);
     }
     let local = getsockname::<SockaddrStorage>(fd.as_raw_fd())
