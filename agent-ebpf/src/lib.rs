@@ -35,7 +35,8 @@ pub const COUNTER_EXEMPT_MARK: u32 = 2;
 /// origin record for its socket cookie.
 pub const COUNTER_ORIGIN_MISS: u32 = 3;
 /// Counter index: intercepted destinations refused (connect returns `EPERM`): IPv6 target not
-/// configured, config missing, or a non-TCP stream socket (e.g. MPTCP).
+/// configured, config missing, a non-TCP stream socket (e.g. SCTP), or the origin map insert
+/// failed.
 pub const COUNTER_DENIED: u32 = 4;
 /// Number of counters in [`COUNTERS`].
 pub const COUNTER_COUNT: u32 = 5;

@@ -5,7 +5,9 @@
 //!   destination to the redirect target from `CONFIG`. Exempt: sockets in the host netns, and
 //!   sockets carrying the agent's `SO_MARK`. Fail closed (return 0 → `connect()` gets `EPERM`)
 //!   when an intercepted destination cannot be redirected: no valid config, an IPv6 destination
-//!   without an IPv6 target, or a non-TCP stream socket (MPTCP, SCTP).
+//!   without an IPv6 target, a stream socket that is not TCP (SCTP), or a full origin map.
+//!   MPTCP needs no special case: the hook runs for its initial subflow, a TCP socket. TCP Fast
+//!   Open (`sendto(MSG_FASTOPEN)`) runs the connect hook too.
 //! - `sock_ops` (`BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB`): move the origin record from the socket
 //!   cookie key to the client 4-tuple key, so the proxy can look it up from `accept()`.
 #![cfg_attr(target_arch = "bpf", no_std)]
@@ -108,7 +110,7 @@ mod programs {
             }
         }
         if protocol != IPPROTO_TCP {
-            // A stream socket that is not plain TCP (MPTCP, SCTP): fail closed.
+            // A stream socket that is not TCP (e.g. SCTP one-to-one): fail closed.
             count(COUNTER_DENIED);
             return Verdict::Deny;
         }

@@ -14,7 +14,8 @@
 //!   when not root or BPF is unusable.
 //!
 //! Everything is uniquely named per node (`<pid>-<n>`), so tests run in parallel; `Drop`
-//! kills processes (`cgroup.kill`), removes pins, cgroups and namespaces. Traffic only flows
+//! kills processes (`cgroup.kill`), removes pins, cgroups and namespaces; [`stale`] removes
+//! what killed test processes left behind. Traffic only flows
 //! between namespaces created here (and loopback): nothing is added to the root netns.
 pub mod bins;
 pub mod cgroup;
@@ -24,6 +25,7 @@ pub mod node;
 pub mod pod;
 pub mod privileged;
 pub mod probe;
+pub mod stale;
 
 pub use listener::{Accepted, TestListener};
 pub use node::Node;

@@ -63,6 +63,7 @@ impl Node {
     /// `/sys/fs/bpf/podiam-test-<id>`. Calls [`crate::require_privileged`] first.
     pub fn new() -> anyhow::Result<Node> {
         crate::require_privileged();
+        crate::stale::cleanup_stale();
         let id = unique_id();
         let root = podiam::datapath::find_cgroup2_root()?;
         let cgroup = root.join(format!("podiam-test-{id}"));

@@ -242,6 +242,39 @@ fn tcp_fast_open_sendto_is_redirected_too() {
     assert_eq!(dp.counters().unwrap().redirected, 1);
 }
 
+#[test]
+fn multipath_tcp_never_reaches_the_real_service() {
+    let node = Node::new().unwrap();
+    node.add_metadata_addresses().unwrap();
+    let pod = node.add_pod("g").unwrap();
+    let proxy = node.listen(node.proxy_v4().into(), "proxy").unwrap();
+    let real = node.listen(sa("169.254.169.254:80"), "real").unwrap();
+    let dp = node
+        .attach_datapath(node.datapath_config().unwrap())
+        .unwrap();
+
+    // The connect hook runs for MPTCP's initial TCP subflow (protocol TCP): redirected like
+    // plain TCP, with an origin record.
+    let r = pod.probe("mptcp", "169.254.169.254:80", &[]).unwrap();
+    assert!(
+        r.ok && r.reply.as_deref().unwrap_or("").starts_with("proxy "),
+        "{r:?}"
+    );
+    let acc = proxy
+        .next(WAIT)
+        .expect("proxy accepted the MPTCP connection");
+    let o = dp
+        .origin_of(acc.peer, acc.local)
+        .expect("origin of MPTCP connection");
+    assert_eq!(o.original_dst, sa("169.254.169.254:80"));
+    assert_eq!(o.pid, r.pid);
+    assert!(
+        real.next(Duration::from_millis(100)).is_none(),
+        "MPTCP reached the real IMDS"
+    );
+    assert_eq!(dp.counters().unwrap().redirected, 1);
+}
+
 /// Starts `podiam datapath-attach` in the node netns and waits for its "attached" line.
 fn start_attach(node: &Node) -> std::process::Child {
     use std::io::BufRead as _;

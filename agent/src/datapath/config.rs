@@ -77,9 +77,11 @@ impl DatapathConfig {
 
     /// The `CONFIG` map entry for this configuration.
     pub(crate) fn to_map_config(&self) -> Result<Config, DatapathError> {
-        if self.redirect_v4.port() == 0 || self.redirect_v4.ip().is_unspecified() {
+        let v4 = self.redirect_v4.ip();
+        if self.redirect_v4.port() == 0 || v4.is_unspecified() || v4.is_loopback() {
+            // A pod's 127.0.0.1 is its own loopback, not the node's: never a valid target.
             return Err(DatapathError::InvalidConfig(format!(
-                "redirect target {} needs a routable address and a port",
+                "redirect target {} needs an address pods can route to (not 0.0.0.0 or 127.0.0.0/8) and a port",
                 self.redirect_v4
             )));
         }
@@ -92,9 +94,14 @@ impl DatapathConfig {
             ..Config::default()
         };
         if let Some(v6) = self.redirect_v6 {
-            if v6.port() == 0 || v6.ip().is_unspecified() || v6.ip().to_ipv4_mapped().is_some() {
+            let ip = v6.ip();
+            if v6.port() == 0
+                || ip.is_unspecified()
+                || ip.is_loopback()
+                || ip.to_ipv4_mapped().is_some()
+            {
                 return Err(DatapathError::InvalidConfig(format!(
-                    "IPv6 redirect target {v6} needs a native IPv6 address and a port"
+                    "IPv6 redirect target {v6} needs a native IPv6 address pods can route to (not :: or ::1) and a port"
                 )));
             }
             cfg.redirect_v6_addr = addr_words(IpAddr::V6(*v6.ip()));
@@ -207,8 +214,15 @@ mod tests {
             c.to_map_config().unwrap().flags,
             CONFIG_F_VALID | CONFIG_F_V6
         );
-        c.redirect_v4 = "0.0.0.0:8181".parse().unwrap();
+        c.redirect_v6 = Some("[::1]:8181".parse().unwrap());
         assert!(c.to_map_config().is_err());
+        c.redirect_v6 = Some("[::ffff:10.0.0.1]:8181".parse().unwrap());
+        assert!(c.to_map_config().is_err());
+        c.redirect_v6 = None;
+        for bad in ["0.0.0.0:8181", "127.0.0.1:8181", "10.0.0.1:0"] {
+            c.redirect_v4 = bad.parse().unwrap();
+            assert!(c.to_map_config().is_err(), "{bad}");
+        }
     }
 
     #[test]

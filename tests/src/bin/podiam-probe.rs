@@ -7,6 +7,7 @@
 //!                                                      dialled as ::ffff:a.b.c.d (dual stack)
 //! podiam-probe tfo  ADDR [--mark N] [--timeout-ms N]   TCP Fast Open: sendto(MSG_FASTOPEN)
 //!                                                      instead of connect()
+//! podiam-probe mptcp ADDR [--mark N] [--timeout-ms N]  Multipath TCP socket (IPPROTO_MPTCP)
 //! podiam-probe udp  ADDR                               UDP connect (no packet sent)
 //! ```
 //! TCP: connects, reads the server's reply until EOF or a newline, reports local/peer
@@ -69,12 +70,12 @@ fn main() {
             SockType::Stream,
             SockaddrStorage::from(a),
         ),
-        ("tfo", SocketAddr::V4(a)) => (
+        ("tfo" | "mptcp", SocketAddr::V4(a)) => (
             AddressFamily::Inet,
             SockType::Stream,
             SockaddrStorage::from(a),
         ),
-        ("tcp" | "tcp6" | "tfo", SocketAddr::V6(a)) => (
+        ("tcp" | "tcp6" | "tfo" | "mptcp", SocketAddr::V6(a)) => (
             AddressFamily::Inet6,
             SockType::Stream,
             SockaddrStorage::from(a),
@@ -102,9 +103,32 @@ fn main() {
             std::process::exit(2);
         }
     };
-    let fd: OwnedFd = match socket(family, ty, SockFlag::SOCK_CLOEXEC, None) {
-        Ok(fd) => fd,
-        Err(e) => fail(kind, &args[2], e, e as i32),
+    let fd: OwnedFd = if kind == "mptcp" {
+        const IPPROTO_MPTCP: libc::c_int = 262;
+        let domain = if family == AddressFamily::Inet6 {
+            libc::AF_INET6
+        } else {
+            libc::AF_INET
+        };
+        // SAFETY: plain socket(2); ownership taken right away.
+        let raw = unsafe {
+            libc::socket(
+                domain,
+                libc::SOCK_STREAM | libc::SOCK_CLOEXEC,
+                IPPROTO_MPTCP,
+            )
+        };
+        if raw < 0 {
+            let e = std::io::Error::last_os_error();
+            fail(kind, &args[2], &e, e.raw_os_error().unwrap_or(0));
+        }
+        // SAFETY: raw is a new descriptor we own.
+        unsafe { <OwnedFd as std::os::fd::FromRawFd>::from_raw_fd(raw) }
+    } else {
+        match socket(family, ty, SockFlag::SOCK_CLOEXEC, None) {
+            Ok(fd) => fd,
+            Err(e) => fail(kind, &args[2], e, e as i32),
+        }
     };
     if family == AddressFamily::Inet6 {
         let _ = setsockopt(&fd, sockopt::Ipv6V6Only, &false);
