@@ -22,7 +22,9 @@ pub fn target_dir() -> anyhow::Result<PathBuf> {
     Ok(dir.to_path_buf())
 }
 
-fn find(name: &str, env: &str) -> anyhow::Result<PathBuf> {
+/// A binary of this workspace: `$<env>` if set, else `target/<profile>/<name>` (it must be
+/// built: bins of the tests package are, before its integration tests run).
+pub fn find(name: &str, env: &str) -> anyhow::Result<PathBuf> {
     if let Some(p) = std::env::var_os(env) {
         return Ok(PathBuf::from(p));
     }

@@ -509,6 +509,33 @@ fn bad_input_gives_one_clear_error_line() {
     assert!(fails[1].contains("is not on a bpffs mount"), "{text}");
     assert!(text.lines().any(|l| l.starts_with("ok   kernel")), "{text}");
 
+    // As nobody, doctor names the missing privileges.
+    let out = {
+        use std::os::unix::process::CommandExt as _;
+        let mut cmd = std::process::Command::new(podiam_tests::bins::podiam_bin().unwrap());
+        cmd.arg("doctor");
+        // SAFETY: only async-signal-safe calls between fork and exec.
+        unsafe {
+            cmd.pre_exec(|| {
+                if libc::setgroups(0, std::ptr::null()) != 0
+                    || libc::setgid(65534) != 0
+                    || libc::setuid(65534) != 0
+                {
+                    return Err(std::io::Error::last_os_error());
+                }
+                Ok(())
+            });
+        }
+        cmd.output().unwrap()
+    };
+    assert_eq!(out.status.code(), Some(1));
+    let text = String::from_utf8_lossy(&out.stdout);
+    assert!(
+        text.lines()
+            .any(|l| l == "FAIL privileges: not running as root (CAP_BPF/CAP_SYS_ADMIN needed)"),
+        "{text}"
+    );
+
     // The library reports the same errors as typed values.
     let mut cfg = node.datapath_config().unwrap();
     cfg.cgroup = missing.clone().into();

@@ -7,8 +7,8 @@ use super::{DatapathError, cgroup, sys};
 /// One check's outcome.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Check {
-    /// Short name (`kernel`, `cgroup2`, `bpffs`, `privileges`, `bpf-syscall`, `netns-cookie`,
-    /// `cgroup`, `pin-dir`).
+    /// Short name (`kernel`, `cgroup2`, `bpffs`, `privileges`, `bpf-syscall`, `program-types`,
+    /// `netns-cookie`, `cgroup`, `pin-dir`).
     pub name: &'static str,
     /// Whether the requirement is met.
     pub ok: bool,
@@ -105,6 +105,22 @@ pub fn doctor_with(opts: &DoctorOptions) -> Vec<Check> {
             Err(e) => Err(format!("bpf(2) unusable: {e}")),
         },
     ));
+    out.push(check("program-types", {
+        use aya::programs::ProgramType;
+        let probe = |t: ProgramType| aya::sys::is_program_supported(t).unwrap_or(false);
+        match (
+            probe(ProgramType::CgroupSockAddr),
+            probe(ProgramType::SockOps),
+        ) {
+            (true, true) => Ok("cgroup_sock_addr and sock_ops programs load".into()),
+            (a, b) => Err(format!(
+                "cannot load {}{}{} programs (CONFIG_CGROUP_BPF, privileges)",
+                if a { "" } else { "cgroup_sock_addr" },
+                if !a && !b { " and " } else { "" },
+                if b { "" } else { "sock_ops" },
+            )),
+        }
+    }));
     out.push(check(
         "netns-cookie",
         match sys::current_netns_cookie() {

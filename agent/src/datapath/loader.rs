@@ -84,6 +84,20 @@ fn existing_link(
     Ok(Some(fd))
 }
 
+/// Takes an exclusive `flock` on a directory (blocking).
+fn lock_dir(dir: &Path) -> Result<std::fs::File, DatapathError> {
+    let f = std::fs::File::open(dir).map_err(|e| DatapathError::io("open", dir, e))?;
+    // SAFETY: flock on a valid fd.
+    if unsafe { libc::flock(std::os::fd::AsRawFd::as_raw_fd(&f), libc::LOCK_EX) } != 0 {
+        return Err(DatapathError::io(
+            "flock",
+            dir,
+            std::io::Error::last_os_error(),
+        ));
+    }
+    Ok(f)
+}
+
 impl Datapath {
     /// Loads the programs and attaches them to `cfg.cgroup`, pinning links and maps under
     /// `cfg.pin_dir`; adopts existing pins (see the module docs). Mounts bpffs at
@@ -99,6 +113,8 @@ impl Datapath {
         cfg.to_map_config()?;
         let cgroup_id = cgroup::cgroup2_id(&cfg.cgroup)?;
         cgroup::ensure_pin_dir(&cfg.pin_dir)?;
+        // Serialise concurrent attaches on the same pin dir (released when `_lock` drops).
+        let _lock = lock_dir(&cfg.pin_dir)?;
         let mut existing = Vec::new();
         for (_, file) in PROGRAMS {
             existing.push(existing_link(&cfg.pin_dir.join(file), cfg, cgroup_id)?);
