@@ -192,3 +192,32 @@ fn multipath_tcp_never_reaches_the_real_service() {
     );
     assert_eq!(dp.counters().unwrap().redirected, 1);
 }
+
+#[test]
+fn each_pod_gets_its_own_origin() {
+    let node = Node::new().unwrap();
+    let a = node.add_pod("a").unwrap();
+    let b = node.add_pod("b").unwrap();
+    let proxy = node.listen(node.proxy_v4().into(), "proxy").unwrap();
+    let dp = node
+        .attach_datapath(node.datapath_config().unwrap())
+        .unwrap();
+
+    let ra = a.probe("tcp", "169.254.169.254:80", &[]).unwrap();
+    let acc_a = proxy.next(WAIT).unwrap();
+    let rb = b.probe("tcp", "169.254.170.23:80", &[]).unwrap();
+    let acc_b = proxy.next(WAIT).unwrap();
+    assert!(ra.ok && rb.ok);
+    let (oa, ob) = (
+        dp.origin_of(acc_a.peer, acc_a.local).unwrap(),
+        dp.origin_of(acc_b.peer, acc_b.local).unwrap(),
+    );
+    assert!(a.has_ip(acc_a.peer.ip()) && b.has_ip(acc_b.peer.ip()));
+    assert_eq!((oa.cgroup_id, oa.pid), (a.cgroup_id().unwrap(), ra.pid));
+    assert_eq!((ob.cgroup_id, ob.pid), (b.cgroup_id().unwrap(), rb.pid));
+    assert_ne!(oa.netns_cookie, ob.netns_cookie);
+    assert_eq!(ob.service, Service::PodIdentity);
+    // A lookup with the wrong local port (another listener) finds nothing.
+    let wrong = SocketAddr::new(acc_a.local.ip(), acc_a.local.port() + 1);
+    assert_eq!(dp.origin_of(acc_a.peer, wrong), None);
+}
