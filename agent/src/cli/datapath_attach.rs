@@ -7,9 +7,7 @@ use std::process::ExitCode;
 
 use nix::sys::signal::{SigSet, Signal};
 
-use crate::datapath::{
-    DEFAULT_AGENT_MARK, DEFAULT_PIN_DIR, Datapath, DatapathConfig, DatapathError,
-};
+use crate::datapath::{DEFAULT_PIN_DIR, Datapath, DatapathConfig, DatapathError};
 
 /// Flags of `podiam datapath-attach`.
 #[derive(Debug, clap::Args)]
@@ -29,8 +27,10 @@ pub struct Args {
     /// Netns cookie of the host network namespace (default: this process's netns).
     #[arg(long, env = "PODIAM_HOST_NETNS_COOKIE")]
     pub host_netns_cookie: Option<u64>,
-    /// SO_MARK of the agent's own sockets, never redirected (0 disables).
-    #[arg(long, env = "PODIAM_AGENT_MARK", default_value_t = DEFAULT_AGENT_MARK)]
+    /// SO_MARK of the agent's own sockets, never redirected (default 0: no mark exemption;
+    /// any pod with CAP_NET_ADMIN could set the mark). Recommended value when needed:
+    /// 1347372105 (0x504f4449).
+    #[arg(long, env = "PODIAM_AGENT_MARK", default_value_t = 0)]
     pub agent_mark: u32,
 }
 

@@ -11,8 +11,11 @@ use super::{DatapathError, Service, cgroup, sys};
 
 /// Default pin directory (on bpffs).
 pub const DEFAULT_PIN_DIR: &str = "/sys/fs/bpf/podiam";
-/// Default `SO_MARK` of the agent's own sockets ("PODI" in ASCII); such sockets are never
-/// redirected.
+/// Recommended `SO_MARK` for the agent's own sockets when the mark exemption is enabled
+/// ("PODI" in ASCII). The exemption is off by default ([`DatapathConfig::new`] uses 0): any
+/// process with CAP_NET_ADMIN in its netns (e.g. an istio-init style container) can set any
+/// `SO_MARK`, and a marked pod socket reaches the real IMDS. Enable it only when the agent
+/// itself does not run in the host netns.
 pub const DEFAULT_AGENT_MARK: u32 = 0x504f_4449;
 
 /// What to attach where, and how to redirect.
@@ -32,7 +35,8 @@ pub struct DatapathConfig {
     /// Netns cookie of the host network namespace (`SO_NETNS_COOKIE`); sockets there are never
     /// redirected. Default: the calling thread's netns.
     pub host_netns_cookie: u64,
-    /// `SO_MARK` of the agent's sockets, never redirected (0 disables this exemption).
+    /// `SO_MARK` of the agent's sockets, never redirected; 0 (the default) disables this
+    /// exemption — see [`DEFAULT_AGENT_MARK`] for why.
     pub agent_mark: u32,
     /// Destinations to intercept (default [`DatapathConfig::default_intercepts`]).
     pub intercepts: Vec<(SocketAddr, Service)>,
@@ -40,8 +44,8 @@ pub struct DatapathConfig {
 
 impl DatapathConfig {
     /// Defaults for everything but the redirect target: cgroup2 root (mounting one if needed),
-    /// [`DEFAULT_PIN_DIR`], no IPv6 target, the calling thread's netns cookie,
-    /// [`DEFAULT_AGENT_MARK`], [`Self::default_intercepts`].
+    /// [`DEFAULT_PIN_DIR`], no IPv6 target, the calling thread's netns cookie, no mark
+    /// exemption (`agent_mark` 0), [`Self::default_intercepts`].
     pub fn new(redirect_v4: SocketAddrV4) -> Result<Self, DatapathError> {
         Ok(Self {
             cgroup: cgroup::find_cgroup2_root()?,
@@ -50,7 +54,7 @@ impl DatapathConfig {
             redirect_v6: None,
             host_netns_cookie: sys::current_netns_cookie()
                 .map_err(DatapathError::HostNetnsCookie)?,
-            agent_mark: DEFAULT_AGENT_MARK,
+            agent_mark: 0,
             intercepts: Self::default_intercepts(),
         })
     }

@@ -46,9 +46,10 @@ pub struct Origin {
     pub pid: u32,
     /// Thread ID (kernel pid) of the connecting task.
     pub tid: u32,
-    /// Effective uid of the connecting task.
+    /// uid of the connecting task (`bpf_get_current_uid_gid`: the real uid, in the initial
+    /// user namespace).
     pub uid: u32,
-    /// Effective gid of the connecting task.
+    /// gid of the connecting task (real gid, initial user namespace).
     pub gid: u32,
     /// The address the application dialled, before the rewrite (IPv4 dials as `V4`;
     /// v4-mapped IPv6 dials are reported as `V4` too).

@@ -77,3 +77,26 @@ fn exempt_and_non_intercepted_connections_keep_their_destination() {
         }
     );
 }
+
+#[test]
+fn marked_pod_sockets_are_redirected_when_the_mark_exemption_is_off() {
+    let node = Node::new().unwrap();
+    let pod = node.add_pod("m").unwrap();
+    let proxy = node.listen(node.proxy_v4().into(), "proxy").unwrap();
+    let mut cfg = node.datapath_config().unwrap();
+    cfg.agent_mark = 0;
+    let dp = node.attach_datapath(cfg).unwrap();
+
+    for mark in ["0", &podiam::datapath::DEFAULT_AGENT_MARK.to_string()] {
+        let r = pod
+            .probe("tcp", "169.254.169.254:80", &["--mark", mark])
+            .unwrap();
+        assert!(
+            r.ok && r.reply.as_deref().unwrap_or("").starts_with("proxy "),
+            "mark {mark}: {r:?}"
+        );
+        assert!(proxy.next(WAIT).is_some());
+    }
+    let c = dp.counters().unwrap();
+    assert_eq!((c.redirected, c.exempt_mark), (2, 0));
+}
