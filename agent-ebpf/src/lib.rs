@@ -32,7 +32,9 @@ pub const COUNTER_EXEMPT_HOST_NETNS: u32 = 1;
 /// Counter index: intercepted destinations left alone because the socket carries the agent mark.
 pub const COUNTER_EXEMPT_MARK: u32 = 2;
 /// Counter index: `sock_ops` saw an established connection to the redirect target without an
-/// origin record for its socket cookie.
+/// origin record for its socket cookie: a socket in the attached cgroup that dialled the proxy
+/// address directly (pods, and host-netns processes such as health checks), or a record lost
+/// to LRU eviction.
 pub const COUNTER_ORIGIN_MISS: u32 = 3;
 /// Counter index: intercepted destinations refused (connect returns `EPERM`): IPv6 target not
 /// configured, config missing, a non-TCP stream socket (e.g. SCTP), or the origin map insert

@@ -25,7 +25,8 @@ pub struct Counters {
     pub exempt_host_netns: u64,
     /// Intercepted destinations dialled by sockets carrying the agent mark (left alone).
     pub exempt_mark: u64,
-    /// Established connections to the redirect target without an origin record.
+    /// Established connections to the redirect target without an origin record (direct
+    /// dials of the proxy address from the attached cgroup, or evicted records).
     pub origin_miss: u64,
     /// Intercepted destinations refused with `EPERM` (fail closed).
     pub denied: u64,
