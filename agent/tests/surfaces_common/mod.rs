@@ -283,10 +283,20 @@ pub struct Harness {
 }
 
 pub fn harness(config: &ServerConfig) -> Harness {
+    let upstream = Arc::new(FakeUpstream::new());
+    harness_with_upstream(config, upstream.clone(), upstream)
+}
+
+/// Like [`harness`] but with another upstream behind the IMDS surface (`fake` is then unused).
+pub fn harness_with_upstream(
+    config: &ServerConfig,
+    real: Arc<dyn ImdsUpstream>,
+    fake: Arc<FakeUpstream>,
+) -> Harness {
+    let upstream = fake;
     let callers = Arc::new(FakeCallers::new());
     let creds = Arc::new(FakeCreds::new());
     let validator = Arc::new(FakeValidator::new());
-    let upstream = Arc::new(FakeUpstream::new());
     let now = SystemTime::now()
         .duration_since(SystemTime::UNIX_EPOCH)
         .unwrap()
@@ -298,7 +308,7 @@ pub fn harness(config: &ServerConfig) -> Harness {
         roles: Arc::new(FakeRoles),
         credentials: creds.clone(),
         validator: validator.clone(),
-        upstream: upstream.clone(),
+        upstream: real,
     };
     let state = Arc::new(AppState::with_clock(
         config,
@@ -315,4 +325,79 @@ pub fn harness(config: &ServerConfig) -> Harness {
         metrics,
         state,
     }
+}
+
+/// A proxy listener on 127.0.0.1 (ephemeral port) serving a harness.
+pub struct Running {
+    pub addr: SocketAddr,
+    pub h: Harness,
+    pub shutdown: tokio_util::sync::CancellationToken,
+    pub task: tokio::task::JoinHandle<Result<(), podiam::server::ServerError>>,
+}
+
+pub async fn start_harness(h: Harness) -> Running {
+    let listeners = podiam::server::bind_listeners(&["127.0.0.1:0".parse().unwrap()])
+        .await
+        .unwrap();
+    let addr = listeners[0].local_addr().unwrap();
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(podiam::server::serve_proxy(
+        listeners,
+        h.state.clone(),
+        shutdown.clone(),
+    ));
+    Running {
+        addr,
+        h,
+        shutdown,
+        task,
+    }
+}
+
+pub async fn start(config: &ServerConfig) -> Running {
+    start_harness(harness(config)).await
+}
+
+/// Connects to `addr` from source address `src` (a 127.0.0.0/8 address picks the pod).
+pub async fn connect_from(src: &str, addr: SocketAddr) -> tokio::net::TcpStream {
+    let sock = tokio::net::TcpSocket::new_v4().unwrap();
+    sock.bind(SocketAddr::new(src.parse().unwrap(), 0)).unwrap();
+    sock.connect(addr).await.unwrap()
+}
+
+/// Sends raw bytes from `src` and reads until the server closes (5 s limit). The request
+/// should carry `Connection: close`.
+pub async fn raw(src: &str, addr: SocketAddr, request: &[u8]) -> String {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let mut s = connect_from(src, addr).await;
+    s.write_all(request).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .expect("server answered and closed in time")
+        .ok();
+    String::from_utf8_lossy(&out).into_owned()
+}
+
+/// `GET path` with `Connection: close` and extra header lines.
+pub fn get_req(path: &str, extra: &[(&str, &str)]) -> Vec<u8> {
+    let mut s = format!("GET {path} HTTP/1.1\r\nHost: 169.254.169.254\r\nConnection: close\r\n");
+    for (k, v) in extra {
+        s.push_str(&format!("{k}: {v}\r\n"));
+    }
+    s.push_str("\r\n");
+    s.into_bytes()
+}
+
+/// Status code of a raw HTTP/1.1 response (0 if none).
+pub fn status_of(resp: &str) -> u16 {
+    resp.split(' ')
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .unwrap_or(0)
+}
+
+/// Body of a raw response (after the blank line).
+pub fn body_of(resp: &str) -> &str {
+    resp.split_once("\r\n\r\n").map(|(_, b)| b).unwrap_or("")
 }
