@@ -339,6 +339,20 @@ pub async fn start_harness(h: Harness) -> Running {
     let listeners = podiam::server::bind_listeners(&["127.0.0.1:0".parse().unwrap()])
         .await
         .unwrap();
+    start_on(listeners, h)
+}
+
+/// Binds 127.0.0.1:0 first, then builds the harness from `make_config(addr)` (for configs
+/// that name the listener's own address, e.g. a widened container-credentials Host set).
+pub async fn start_with(make_config: impl FnOnce(SocketAddr) -> ServerConfig) -> Running {
+    let listeners = podiam::server::bind_listeners(&["127.0.0.1:0".parse().unwrap()])
+        .await
+        .unwrap();
+    let addr = listeners[0].local_addr().unwrap();
+    start_on(listeners, harness(&make_config(addr)))
+}
+
+fn start_on(listeners: Vec<tokio::net::TcpListener>, h: Harness) -> Running {
     let addr = listeners[0].local_addr().unwrap();
     let shutdown = tokio_util::sync::CancellationToken::new();
     let task = tokio::spawn(podiam::server::serve_proxy(
