@@ -550,3 +550,97 @@ async fn http_upstream_unreachable_is_502() {
     assert!(HttpImdsUpstream::new("https://x", Duration::from_secs(1)).is_err());
     assert!(HttpImdsUpstream::new("http://x/path", Duration::from_secs(1)).is_err());
 }
+
+struct SlowUpstream;
+
+#[async_trait::async_trait]
+impl podiam::imds::ImdsUpstream for SlowUpstream {
+    async fn get(
+        &self,
+        _path: &str,
+    ) -> Result<podiam::imds::UpstreamResponse, podiam::imds::UpstreamError> {
+        tokio::time::sleep(Duration::from_secs(30)).await;
+        Err(podiam::imds::UpstreamError::Timeout)
+    }
+}
+
+#[tokio::test]
+async fn request_deadline_gives_503_and_others_are_served() {
+    let cfg = config_with(Limits {
+        request_timeout: Duration::from_millis(300),
+        ..Limits::default()
+    });
+    let run = start_harness(harness_with_upstream(
+        &cfg,
+        Arc::new(SlowUpstream),
+        Arc::new(FakeUpstream::new()),
+    ))
+    .await;
+    let addr = run.addr;
+    let slow = tokio::spawn(async move {
+        raw(
+            PEER_A,
+            addr,
+            &get_req("/latest/meta-data/placement/region", &[]),
+        )
+        .await
+    });
+    role_list_ok(run.addr).await;
+    let t0 = Instant::now();
+    let r = slow.await.unwrap();
+    assert_eq!(status_of(&r), 503, "{r}");
+    assert!(t0.elapsed() < Duration::from_secs(5));
+}
+
+#[tokio::test]
+async fn head_requests_have_no_body() {
+    let run = start(&ServerConfig::default()).await;
+    let r = raw(
+        PEER_A,
+        run.addr,
+        b"HEAD /latest/meta-data/iam/security-credentials/ HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n",
+    )
+    .await;
+    assert_eq!(status_of(&r), 200, "{r}");
+    assert!(r.to_ascii_lowercase().contains("content-length: 5"), "{r}");
+    assert_eq!(body_of(&r), "");
+}
+
+#[tokio::test]
+async fn serves_on_ipv4_and_ipv6_listeners_at_once() {
+    let Ok(v6) = tokio::net::TcpListener::bind("[::1]:0").await else {
+        // No IPv6 loopback on this host: nothing to test (the v4 path is covered above).
+        return;
+    };
+    let v4 = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let (a4, a6) = (v4.local_addr().unwrap(), v6.local_addr().unwrap());
+    let h = harness(&ServerConfig::default());
+    let shutdown = tokio_util::sync::CancellationToken::new();
+    let task = tokio::spawn(podiam::server::serve_proxy(
+        vec![v4, v6],
+        h.state.clone(),
+        shutdown.clone(),
+    ));
+    role_list_ok(a4).await;
+    // ::1 is no known pod in the fake resolver: refused (403), but served by the v6 listener.
+    let mut s = tokio::net::TcpStream::connect(a6).await.unwrap();
+    s.write_all(&get_req(ROLE_LIST, &[])).await.unwrap();
+    let mut out = Vec::new();
+    tokio::time::timeout(Duration::from_secs(5), s.read_to_end(&mut out))
+        .await
+        .unwrap()
+        .unwrap();
+    assert_eq!(status_of(&String::from_utf8_lossy(&out)), 403);
+    shutdown.cancel();
+    assert!(
+        tokio::time::timeout(Duration::from_secs(5), task)
+            .await
+            .is_ok()
+    );
+    assert!(
+        podiam::server::bind_listeners(&[])
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}

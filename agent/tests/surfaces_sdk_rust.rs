@@ -26,7 +26,9 @@ async fn rust_sdk_imds_and_ecs_providers() {
         .endpoint(format!("http://{}", run.addr))
         .unwrap()
         .build();
-    let imds = ImdsCredentialsProvider::builder().imds_client(client).build();
+    let imds = ImdsCredentialsProvider::builder()
+        .imds_client(client)
+        .build();
     let creds = imds.provide_credentials().await.expect("IMDS credentials");
     assert_eq!(creds.access_key_id(), access_key_for(POD_A_UID));
     assert_eq!(creds.secret_access_key(), format!("secret-{POD_A_UID}"));
@@ -52,12 +54,12 @@ async fn rust_sdk_imds_and_ecs_providers() {
         std::env::remove_var("AWS_CONTAINER_AUTHORIZATION_TOKEN");
     }
     let ecs = EcsCredentialsProvider::builder().build();
-    let creds = ecs.provide_credentials().await.expect("container credentials");
+    let creds = ecs
+        .provide_credentials()
+        .await
+        .expect("container credentials");
     assert_eq!(creds.access_key_id(), access_key_for(POD_A_UID));
-    assert_eq!(
-        creds.account_id().map(|a| a.as_str()),
-        Some("111122223333")
-    );
+    assert_eq!(creds.account_id().map(|a| a.as_str()), Some("111122223333"));
 
     // Another pod's token is refused with a 4xx, which the Rust provider does not retry.
     std::fs::write(&token_file, jwt_for(POD_B_UID)).unwrap();

@@ -194,7 +194,7 @@ impl HttpImdsUpstream {
                 });
                 Ok(Some(value))
             }
-            403 | 404 | 405 => {
+            403..=405 => {
                 *guard = Some(CachedToken::None {
                     retry_at: now + Duration::from_secs(60),
                 });

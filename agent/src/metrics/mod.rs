@@ -124,7 +124,7 @@ pub struct ConnLabels {
     pub outcome: &'static str,
 }
 
-/// Labels with one `&'static str` value (`reason` / `outcome` / `listener`).
+/// Labels with a `reason` value.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
     pub reason: &'static str,

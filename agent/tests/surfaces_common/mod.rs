@@ -35,7 +35,7 @@ pub const PEER_PERM: &str = "127.0.0.5";
 pub const PEER_RETRY: &str = "127.0.0.6";
 /// A peer whose pod is "not known yet" (UnknownPod).
 pub const PEER_UNKNOWN: &str = "127.0.0.7";
-/// Anything else: no origin record.
+// Any other peer address: no origin record.
 
 pub fn access_key_for(uid: &str) -> String {
     format!("ASIA{}", &uid[..8].to_uppercase())
