@@ -2,9 +2,10 @@
 //!
 //! [`Metrics`] owns the [`Registry`] (prefix `podiam_`) and the families the HTTP surfaces
 //! record into. Other modules (vend, datapath counters, identity) register their own families
-//! through [`Metrics::registry_mut`] or [`Metrics::sub_registry`] **before** the `Metrics` is
-//! shared (wrapped in an `Arc`) and the listeners start; registered metrics are themselves
-//! cheap `Clone` handles (`Arc` inside) that the owning module keeps and updates.
+//! through [`Metrics::registry_mut`] / [`Metrics::sub_registry`] before the `Metrics` is
+//! shared, or at any time through [`Metrics::register_with`] (the registry sits behind a
+//! mutex that only registration and `/metrics` encoding take). Registered metrics are cheap
+//! `Clone` handles (`Arc` inside) that the owning module keeps and updates.
 //!
 //! Families defined here (all names carry the `podiam_` prefix on exposition):
 //!
@@ -151,7 +152,7 @@ fn latency_histogram() -> Histogram {
 
 /// The agent's metric registry and the HTTP surfaces' families.
 pub struct Metrics {
-    registry: Registry,
+    registry: std::sync::Mutex<Registry>,
     /// `podiam_http_requests_total{surface,class,status}`.
     pub requests: Family<RequestLabels, Counter>,
     /// `podiam_http_request_duration_seconds{surface,class}` (seconds).
@@ -215,7 +216,7 @@ impl Metrics {
             upstream.clone(),
         );
         Self {
-            registry,
+            registry: std::sync::Mutex::new(registry),
             requests,
             latency,
             connections,
@@ -230,12 +231,24 @@ impl Metrics {
     /// `metrics.registry_mut().register("vend_sts_calls", "…", family.clone())`
     /// (exposed as `podiam_vend_sts_calls_total` for counters).
     pub fn registry_mut(&mut self) -> &mut Registry {
-        &mut self.registry
+        self.registry
+            .get_mut()
+            .unwrap_or_else(std::sync::PoisonError::into_inner)
     }
 
     /// A sub-registry whose metric names get `podiam_<prefix>_`, e.g. `sub_registry("datapath")`.
     pub fn sub_registry(&mut self, prefix: &str) -> &mut Registry {
-        self.registry.sub_registry_with_prefix(prefix)
+        self.registry_mut().sub_registry_with_prefix(prefix)
+    }
+
+    /// Registers through a shared reference (e.g. after the `Metrics` is in an `Arc`):
+    /// `metrics.register_with(|r| r.sub_registry_with_prefix("vend").register("sts_calls", "…", c.clone()))`.
+    pub fn register_with<T>(&self, f: impl FnOnce(&mut Registry) -> T) -> T {
+        let mut guard = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
+        f(&mut guard)
     }
 
     /// Records one answered request: increments `podiam_http_requests_total` and observes
@@ -263,9 +276,13 @@ impl Metrics {
     /// [`OPENMETRICS_CONTENT_TYPE`].
     pub fn encode(&self) -> String {
         let mut out = String::new();
+        let registry = self
+            .registry
+            .lock()
+            .unwrap_or_else(std::sync::PoisonError::into_inner);
         // Writing into a String cannot fail; an Err here would only come from a broken
         // custom collector, in which case the partial text is still returned.
-        let _ = prometheus_client::encoding::text::encode(&mut out, &self.registry);
+        let _ = prometheus_client::encoding::text::encode(&mut out, &registry);
         out
     }
 }
@@ -285,6 +302,10 @@ mod tests {
         m.sub_registry("vend")
             .register("sts_calls", "STS calls", extra.clone());
         extra.get_or_create(&ReasonLabels { reason: "ok" }).inc();
+        let m = std::sync::Arc::new(m);
+        let late = Counter::<u64>::default();
+        m.register_with(|r| r.register("late", "registered after sharing", late.clone()));
+        late.inc();
         m.observe_request(Surface::Imds, PathClass::Token, 200, 0.001);
         m.observe_request(
             Surface::ContainerCredentials,
@@ -307,6 +328,7 @@ mod tests {
             text.contains(r#"podiam_vend_sts_calls_total{reason="ok"} 1"#),
             "{text}"
         );
+        assert!(text.contains("podiam_late_total 1"), "{text}");
         assert!(text.trim_end().ends_with("# EOF"));
     }
 }
