@@ -102,6 +102,30 @@ async fn idle_keepalive_connection_closed() {
 }
 
 #[tokio::test]
+async fn idle_keepalive_also_bounded_by_header_read_timeout() {
+    // hyper starts its head timer while waiting for the next request on a kept-alive
+    // connection: idle connections close after min(idle_timeout, header_read_timeout).
+    let run = start(&config_with(Limits {
+        header_read_timeout: Duration::from_millis(300),
+        idle_timeout: Duration::from_secs(30),
+        ..Limits::default()
+    }))
+    .await;
+    let mut s = connect_from(PEER_A, run.addr).await;
+    s.write_all(b"GET /latest/meta-data/iam/security-credentials/ HTTP/1.1\r\nHost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = vec![0u8; 4096];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+    let n = tokio::time::timeout(Duration::from_secs(3), s.read(&mut buf))
+        .await
+        .expect("closed by the head timer")
+        .unwrap_or(0);
+    assert_eq!(n, 0);
+}
+
+#[tokio::test]
 async fn connection_cap_refuses_excess_and_recovers() {
     let run = start(&config_with(Limits {
         max_connections: 2,
@@ -125,8 +149,13 @@ async fn connection_cap_refuses_excess_and_recovers() {
         tokio::time::sleep(Duration::from_millis(20)).await;
     }
     assert!(ok, "slot not released");
-    drop(c2);
     let text = run.h.metrics.encode();
+    assert!(
+        text.contains(r#"podiam_http_open_connections{listener="proxy"} 1"#)
+            || text.contains(r#"podiam_http_open_connections{listener="proxy"} 2"#),
+        "{text}"
+    );
+    drop(c2);
     assert!(
         text.contains(r#"podiam_http_connections_total{listener="proxy",outcome="refused"}"#),
         "{text}"

@@ -65,8 +65,10 @@ pub struct Limits {
     /// connection). Exceeded → the connection is closed. Default 5 s.
     pub header_read_timeout: Duration,
     /// Idle keep-alive timeout: a connection with no request in flight for this long is
-    /// closed. Default 30 s (the effective idle limit is the smaller of this and
-    /// `header_read_timeout`, since hyper's head timer also runs while idle).
+    /// closed. Default 5 s. Note that hyper (1.x) starts the head timer as soon as it waits
+    /// for the next request, so an idle keep-alive connection is also closed after
+    /// `header_read_timeout`: the effective idle limit is the smaller of the two (verified by
+    /// the listener tests).
     pub idle_timeout: Duration,
     /// Deadline for answering one request once its head is read (identity hold, role
     /// resolution, vending, upstream); exceeded → 503. Default 10 s.
@@ -85,7 +87,7 @@ impl Default for Limits {
         Self {
             max_header_bytes: 8192,
             header_read_timeout: Duration::from_secs(5),
-            idle_timeout: Duration::from_secs(30),
+            idle_timeout: Duration::from_secs(5),
             request_timeout: Duration::from_secs(10),
             max_connections: 1024,
             max_ops_connections: 64,
