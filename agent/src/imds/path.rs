@@ -160,6 +160,43 @@ mod tests {
     }
 
     #[test]
+    fn random_targets_never_panic_and_accepted_ones_are_canonical() {
+        use rand::{Rng, SeedableRng};
+        let alphabet: &[u8] = b"/./%2eEfF\\\0\t :@?#abc-_~+";
+        let mut rng = rand::rngs::StdRng::seed_from_u64(0x5eed);
+        for _ in 0..20_000 {
+            let len = rng.random_range(0..24);
+            let mut p = String::from("/");
+            for _ in 0..len {
+                p.push(alphabet[rng.random_range(0..alphabet.len())] as char);
+            }
+            if let Ok(c) = CanonicalPath::parse(&p) {
+                assert_eq!(c.as_str(), p);
+                assert!(
+                    !p.contains("//") && !p.contains('%') && !p.contains('\\'),
+                    "{p:?}"
+                );
+                assert!(
+                    !p.bytes().any(|b| b.is_ascii_control() || b == b' '),
+                    "{p:?}"
+                );
+                assert!(
+                    c.segments()
+                        .iter()
+                        .all(|s| s != "." && s != ".." && !s.is_empty()),
+                    "{p:?}"
+                );
+                let rebuilt = format!(
+                    "/{}{}",
+                    c.segments().join("/"),
+                    if c.trailing_slash() { "/" } else { "" }
+                );
+                assert_eq!(rebuilt, p);
+            }
+        }
+    }
+
+    #[test]
     fn refuses_hostile_targets() {
         let cases = [
             (
