@@ -2,7 +2,7 @@
 //!
 //! Submodules: [`path`] (one canonicalisation step before routing and forwarding),
 //! [`routes`] (what each path means, the forwarding allow-list), [`token`] (locally minted,
-//! pod-bound IMDSv2 tokens), [`upstream`] (the real IMDS), [`format`] (timestamps, ARNs) and
+//! pod-bound IMDSv2 tokens), [`upstream`] (the real IMDS), [`mod@format`] (timestamps, ARNs) and
 //! `handlers` (the request handling, [`Imds::handle`]).
 //!
 //! Behaviour (EC2 user guide "instance-metadata-v2-how-it-works", "instancedata-data-retrieval";
@@ -50,7 +50,9 @@ use crate::vend::CredentialSource;
 
 pub use handlers::{Handled, TOKEN_HEADER, TTL_HEADER, identity_status};
 pub use token::TokenMinter;
-pub use upstream::{HttpImdsUpstream, ImdsUpstream, UpstreamError, UpstreamResponse};
+pub use upstream::{
+    DEFAULT_IMDS_ENDPOINT, HttpImdsUpstream, ImdsUpstream, UpstreamError, UpstreamResponse,
+};
 
 /// A wall clock, injectable for tests (`SystemTime::now` in production).
 pub type Clock = Arc<dyn Fn() -> SystemTime + Send + Sync>;
