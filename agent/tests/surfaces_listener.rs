@@ -622,6 +622,37 @@ async fn request_deadline_gives_503_and_others_are_served() {
 }
 
 #[tokio::test]
+async fn container_credentials_deadline_is_json_503() {
+    let run = start_with(|addr| {
+        let mut cfg = config_with(Limits {
+            request_timeout: Duration::from_millis(300),
+            ..Limits::default()
+        });
+        cfg.pod_identity.allowed_hosts.push(addr.to_string());
+        cfg
+    })
+    .await;
+    let req = format!(
+        "GET /v1/credentials HTTP/1.1\r\nHost: {}\r\nAuthorization: eyJh.slow.c2ln\r\nConnection: close\r\n\r\n",
+        run.addr
+    );
+    let r = raw(PEER_A, run.addr, req.as_bytes()).await;
+    assert_eq!(status_of(&r), 503, "{r}");
+    let v: serde_json::Value = serde_json::from_str(body_of(&r)).unwrap();
+    assert_eq!(v["code"], "ServiceUnavailable");
+    // Absolute-form request targets are refused, never routed to either surface.
+    let req = format!(
+        "GET http://{}/v1/credentials HTTP/1.1\r\nHost: {}\r\nAuthorization: {}\r\nConnection: close\r\n\r\n",
+        run.addr,
+        run.addr,
+        jwt_for(POD_A_UID)
+    );
+    let r = raw(PEER_A, run.addr, req.as_bytes()).await;
+    assert_eq!(status_of(&r), 400, "{r}");
+    assert_eq!(run.h.creds.count(), 0);
+}
+
+#[tokio::test]
 async fn head_requests_have_no_body() {
     let run = start(&ServerConfig::default()).await;
     let r = raw(

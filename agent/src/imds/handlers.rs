@@ -152,6 +152,7 @@ impl Imds {
             Ok(None) => {}
         }
         match route {
+            // Answered by `token_put` above; kept total without a panic path.
             Route::Token { .. } => status_only(StatusCode::INTERNAL_SERVER_ERROR, PathClass::Other),
             Route::IamListing => match self.role(caller).await {
                 Some(_) => text(

@@ -212,6 +212,10 @@ impl TokenValidator for FakeValidator {
         let mid = token.split('.').nth(1).unwrap_or_default();
         match mid {
             "expired" => Err(TokenError::Expired),
+            "slow" => {
+                tokio::time::sleep(Duration::from_secs(30)).await;
+                Err(TokenError::Unavailable("slow".into()))
+            }
             "unavailable" => Err(TokenError::Unavailable("apiserver down".into())),
             "unbound" => Ok(TokenClaims {
                 namespace: "team".into(),
