@@ -98,7 +98,7 @@ async fn idle_keepalive_connection_closed() {
         .expect("idle connection closed")
         .unwrap_or(0);
     assert_eq!(n, 0);
-    assert!(t0.elapsed() >= Duration::from_millis(200));
+    assert!(t0.elapsed() >= Duration::from_millis(100));
 }
 
 #[tokio::test]
