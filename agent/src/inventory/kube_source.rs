@@ -11,7 +11,7 @@ use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::{Api, ListParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
 use kube::runtime::utils::Backoff;
-use kube::runtime::{WatchStreamExt, watcher};
+use kube::runtime::watcher;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
 use tokio::sync::Notify;
@@ -48,13 +48,29 @@ impl KubeInventoryConfig {
     }
 }
 
+/// Install rustls' `ring` crypto provider as the process default, once. Needed before any
+/// `kube::Client` is built: the dependency graph enables both `ring` (kube) and `aws-lc-rs`
+/// (AWS SDK), so rustls cannot pick one by itself. Idempotent; safe to call from anywhere.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A `kube::Client` from the environment (kubeconfig, else in-cluster service account),
+/// as `kube::Client::try_default`, with the crypto provider installed.
+pub async fn client_default() -> Result<Client, InventoryError> {
+    install_crypto_provider();
+    Client::try_default()
+        .await
+        .map_err(|e| InventoryError::Api(e.to_string()))
+}
+
 /// A `kube::Client` for an explicit API server URL (tests, `--api-server`), no auth.
 pub fn client_for_url(url: &str) -> Result<Client, InventoryError> {
+    install_crypto_provider();
     let uri: http::Uri = url
         .parse()
         .map_err(|e| InventoryError::Api(format!("bad API server URL {url:?}: {e}")))?;
-    let mut cfg = kube::Config::new(uri);
-    cfg.read_timeout = Some(Duration::from_secs(330));
+    let cfg = kube::Config::new(uri);
     Client::try_from(cfg).map_err(|e| InventoryError::Api(e.to_string()))
 }
 
@@ -147,35 +163,50 @@ impl Drop for KubeInventory {
     }
 }
 
+/// Run one reflector: a kube `watcher` feeding a reflector [`Store`] writer and `on_event`.
+/// On any error the watcher is dropped and, after a backoff, restarted from a fresh list
+/// (as client-go's reflector does), so recovery is observable (the relist yields events) and
+/// objects deleted during an outage are dropped.
 fn spawn_watch<K>(
     name: &'static str,
     api: Api<K>,
     wc: watcher::Config,
     cfg: &KubeInventoryConfig,
     shared: Arc<Shared>,
-    writer: reflector::store::Writer<K>,
+    mut writer: reflector::store::Writer<K>,
     mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
 ) -> AbortHandle
 where
     K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
     K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
 {
-    let backoff = ExpBackoff {
+    let mut backoff = ExpBackoff {
         initial: cfg.backoff_initial,
         max: cfg.backoff_max,
         next: cfg.backoff_initial,
     };
     let task = tokio::spawn(async move {
-        let stream = reflector::reflector(writer, watcher(api, wc)).backoff(backoff);
-        let mut stream = std::pin::pin!(stream);
-        while let Some(item) = stream.next().await {
-            match item {
-                Ok(ev) => {
-                    shared.record(name, Ok(matches!(ev, watcher::Event::InitDone)));
-                    on_event(&ev);
+        loop {
+            let mut stream = std::pin::pin!(watcher(api.clone(), wc.clone()));
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(ev) => {
+                        writer.apply_watcher_event(&ev);
+                        // `Init` is emitted before the list request: not yet proof of health.
+                        if !matches!(ev, watcher::Event::Init) {
+                            shared.record(name, Ok(matches!(ev, watcher::Event::InitDone)));
+                            backoff.reset();
+                        }
+                        on_event(&ev);
+                    }
+                    Err(e) => {
+                        shared.record(name, Err(e.to_string()));
+                        break;
+                    }
                 }
-                Err(e) => shared.record(name, Err(e.to_string())),
             }
+            let delay = backoff.next().unwrap_or(backoff.max);
+            tokio::time::sleep(delay).await;
         }
     });
     task.abort_handle()

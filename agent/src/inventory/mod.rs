@@ -19,7 +19,9 @@ mod static_file;
 mod token_review;
 
 pub use crd::{PodIdentityAssociation, PodIdentityAssociationSpec, crd_yaml as render_crd_yaml};
-pub use kube_source::{KubeInventory, KubeInventoryConfig, client_for_url};
+pub use kube_source::{
+    KubeInventory, KubeInventoryConfig, client_default, client_for_url, install_crypto_provider,
+};
 pub use memory::MemoryInventory;
 pub use static_file::{
     MAX_STATIC_FILE_BYTES, StaticFile, StaticFileError, StaticInventory, StaticNamespace,
