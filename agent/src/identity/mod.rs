@@ -2,10 +2,84 @@
 //!
 //! Contract used by the HTTP surfaces: [`CallerResolver::resolve`] maps the accepted
 //! connection's peer and local socket addresses to a [`Caller`], or refuses.
+//!
+//! Implementations:
+//! - [`KernelCallerResolver`] (cgroup v2 hosts): origin record → cgroup id → cgroup path →
+//!   pod UID → pod, cross-checked against the peer IP.
+//! - [`PeerIpCallerResolver`] (cgroup v1 fallback, kube2iam semantics): peer IP → pod.
+//!
+//! [`IdentityMode`] names the mode in use for logs and `/readyz`.
 use std::net::SocketAddr;
+use std::path::PathBuf;
 use std::sync::Arc;
 
 use crate::inventory::PodInfo;
+
+pub mod cgroup_path;
+pub mod cgroup_walk;
+mod kernel;
+mod peer_ip;
+#[cfg(test)]
+mod tests;
+
+pub use cgroup_path::{PodCgroup, parse_pod_cgroup};
+pub use cgroup_walk::CgroupPaths;
+pub use kernel::{DEFAULT_POD_LOOKUP_TIMEOUT, KernelCallerResolver};
+pub use peer_ip::PeerIpCallerResolver;
+
+/// How callers are identified on this node.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum IdentityMode {
+    /// cgroup v2 origin records (the eBPF datapath): strong identity.
+    Kernel,
+    /// Peer IP only (cgroup v1 host, kube2iam semantics): weaker, say so.
+    PeerIp,
+}
+
+impl IdentityMode {
+    /// A one-line description for logs and `/readyz` details.
+    pub fn describe(self) -> &'static str {
+        match self {
+            IdentityMode::Kernel => {
+                "kernel: callers identified by cgroup v2 origin records, cross-checked by peer IP"
+            }
+            IdentityMode::PeerIp => {
+                "peer-ip: no cgroup v2 hierarchy; callers identified by peer IP only (kube2iam semantics)"
+            }
+        }
+    }
+}
+
+/// The mount point of the cgroup v2 hierarchy, from `/proc/self/mountinfo` content
+/// (`proc(5)`: field 5 is the mount point, the field after ` - ` is the fs type). On hybrid
+/// hosts this is `/sys/fs/cgroup/unified`. `None` on pure cgroup v1 hosts (→
+/// [`IdentityMode::PeerIp`]).
+pub fn cgroup2_mount_from_mountinfo(mountinfo: &str) -> Option<PathBuf> {
+    let mut found: Vec<PathBuf> = mountinfo
+        .lines()
+        .filter_map(|l| {
+            let (pre, post) = l.split_once(" - ")?;
+            let fstype = post.split_whitespace().next()?;
+            let mnt = pre.split_whitespace().nth(4)?;
+            (fstype == "cgroup2").then(|| PathBuf::from(mnt.replace("\\040", " ")))
+        })
+        .collect();
+    // Prefer the conventional locations when several are mounted.
+    found.sort_by_key(|p| match p.to_str() {
+        Some("/sys/fs/cgroup") => 0,
+        Some("/sys/fs/cgroup/unified") => 1,
+        _ => 2,
+    });
+    found.into_iter().next()
+}
+
+/// [`cgroup2_mount_from_mountinfo`] on this process's `/proc/self/mountinfo`.
+pub fn detect_cgroup2_mount() -> Option<PathBuf> {
+    std::fs::read_to_string("/proc/self/mountinfo")
+        .ok()
+        .and_then(|s| cgroup2_mount_from_mountinfo(&s))
+}
 
 /// The identified caller of one request.
 #[derive(Clone, Debug)]

@@ -1,5 +1,23 @@
 //! Role resolution: which IAM role a caller gets, and why.
+//!
+//! - [`PolicyResolver`] ([`resolver`]) implements [`RoleResolver`] over an
+//!   [`Inventory`](crate::inventory::Inventory) with a [`PolicyConfig`].
+//! - [`arn`]: role ARN parsing and base-ARN normalisation.
+//! - [`restrictions`]: namespace allow-lists (glob or regexp, anchored).
+//! - [`events`]: Kubernetes Events for refused roles.
 use crate::identity::Caller;
+
+pub mod arn;
+pub mod config;
+pub mod events;
+pub mod resolver;
+pub mod restrictions;
+#[cfg(test)]
+mod tests;
+
+pub use config::{PolicyConfig, PolicySteps, RestrictionFormat};
+pub use events::{EventRecorder, refused_role_event};
+pub use resolver::{PolicyResolver, decision_reason};
 
 /// Which rule produced a role.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, serde::Serialize)]

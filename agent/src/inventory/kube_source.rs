@@ -1,0 +1,443 @@
+//! [`KubeInventory`]: the Kubernetes source — kube-rs reflectors for this node's pods,
+//! namespaces, service accounts and `PodIdentityAssociation`s.
+use std::collections::BTreeMap;
+use std::fmt::Debug;
+use std::net::IpAddr;
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+use futures::StreamExt;
+use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
+use kube::api::{Api, ListParams};
+use kube::runtime::reflector::{self, ObjectRef, Store};
+use kube::runtime::utils::Backoff;
+use kube::runtime::watcher;
+use kube::{Client, Resource};
+use serde::de::DeserializeOwned;
+use tokio::sync::Notify;
+use tokio::task::AbortHandle;
+use tokio::time::Instant;
+
+use super::crd::PodIdentityAssociation;
+use super::kube_index::PodIndex;
+use super::{Association, Inventory, InventoryError, PodInfo};
+
+/// Settings of the Kubernetes source.
+#[derive(Clone, Debug)]
+pub struct KubeInventoryConfig {
+    /// This node's name (`--node`, downward API `spec.nodeName`): pods are watched with the
+    /// field selector `spec.nodeName=<node>`.
+    pub node_name: String,
+    /// Watch `PodIdentityAssociation`s (needs the CRD installed; off → no associations).
+    pub watch_associations: bool,
+    /// First retry delay after a failed list/watch.
+    pub backoff_initial: Duration,
+    /// Largest retry delay (doubling from `backoff_initial`).
+    pub backoff_max: Duration,
+}
+
+impl KubeInventoryConfig {
+    /// Defaults for `node_name`: associations on, backoff 500 ms doubling to 30 s.
+    pub fn new(node_name: impl Into<String>) -> Self {
+        Self {
+            node_name: node_name.into(),
+            watch_associations: true,
+            backoff_initial: Duration::from_millis(500),
+            backoff_max: Duration::from_secs(30),
+        }
+    }
+}
+
+/// Install rustls' `ring` crypto provider as the process default, once. Needed before any
+/// `kube::Client` is built: the dependency graph enables both `ring` (kube) and `aws-lc-rs`
+/// (AWS SDK), so rustls cannot pick one by itself. Idempotent; safe to call from anywhere.
+pub fn install_crypto_provider() {
+    let _ = rustls::crypto::ring::default_provider().install_default();
+}
+
+/// A `kube::Client` from the environment (kubeconfig, else in-cluster service account),
+/// as `kube::Client::try_default`, with the crypto provider installed.
+pub async fn client_default() -> Result<Client, InventoryError> {
+    install_crypto_provider();
+    Client::try_default()
+        .await
+        .map_err(|e| InventoryError::Api(e.to_string()))
+}
+
+/// A `kube::Client` for an explicit API server URL (tests, `--api-server`), no auth.
+pub fn client_for_url(url: &str) -> Result<Client, InventoryError> {
+    install_crypto_provider();
+    let uri: http::Uri = url
+        .parse()
+        .map_err(|e| InventoryError::Api(format!("bad API server URL {url:?}: {e}")))?;
+    let cfg = kube::Config::new(uri);
+    Client::try_from(cfg).map_err(|e| InventoryError::Api(e.to_string()))
+}
+
+#[derive(Clone)]
+struct ExpBackoff {
+    initial: Duration,
+    max: Duration,
+    next: Duration,
+}
+
+impl Iterator for ExpBackoff {
+    type Item = Duration;
+    fn next(&mut self) -> Option<Duration> {
+        let d = self.next;
+        self.next = (self.next * 2).min(self.max);
+        Some(d)
+    }
+}
+
+impl Backoff for ExpBackoff {
+    fn reset(&mut self) {
+        self.next = self.initial;
+    }
+}
+
+#[derive(Default)]
+struct WatchStatus {
+    synced: bool,
+    error: Option<(String, Instant)>,
+}
+
+#[derive(Default)]
+struct Shared {
+    pods: RwLock<PodIndex>,
+    pod_changed: Notify,
+    status: Mutex<BTreeMap<&'static str, WatchStatus>>,
+}
+
+impl Shared {
+    fn record(&self, name: &'static str, result: Result<bool, String>) {
+        let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
+        let s = st.entry(name).or_default();
+        match result {
+            Ok(init_done) => {
+                if s.error.take().is_some() {
+                    tracing::info!(resource = name, "watch recovered");
+                }
+                s.synced |= init_done;
+            }
+            Err(e) => {
+                tracing::warn!(resource = name, error = %e, "watch failed; serving last known state");
+                let since = s
+                    .error
+                    .as_ref()
+                    .map(|(_, t)| *t)
+                    .unwrap_or_else(Instant::now);
+                s.error = Some((e, since));
+            }
+        }
+    }
+
+    fn pods_write(&self) -> std::sync::RwLockWriteGuard<'_, PodIndex> {
+        self.pods.write().unwrap_or_else(|e| e.into_inner())
+    }
+
+    fn pods_read(&self) -> std::sync::RwLockReadGuard<'_, PodIndex> {
+        self.pods.read().unwrap_or_else(|e| e.into_inner())
+    }
+}
+
+/// The Kubernetes [`Inventory`]. Built by [`KubeInventory::start`], which spawns one
+/// reflector task per resource on the current tokio runtime; dropping the inventory stops
+/// them. While the API server is unreachable the last known state keeps serving and
+/// [`Inventory::stale`] says why.
+pub struct KubeInventory {
+    client: Client,
+    node: String,
+    shared: Arc<Shared>,
+    namespaces: Store<Namespace>,
+    service_accounts: Store<ServiceAccount>,
+    associations: Option<Store<PodIdentityAssociation>>,
+    tasks: Vec<AbortHandle>,
+}
+
+impl Drop for KubeInventory {
+    fn drop(&mut self) {
+        for t in &self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// Run one reflector: a kube `watcher` feeding a reflector [`Store`] writer and `on_event`.
+/// On any error the watcher is dropped and, after a backoff, restarted from a fresh list
+/// (as client-go's reflector does), so recovery is observable (the relist yields events) and
+/// objects deleted during an outage are dropped.
+fn spawn_watch<K>(
+    name: &'static str,
+    api: Api<K>,
+    wc: watcher::Config,
+    cfg: &KubeInventoryConfig,
+    shared: Arc<Shared>,
+    mut writer: reflector::store::Writer<K>,
+    mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
+) -> AbortHandle
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let mut backoff = ExpBackoff {
+        initial: cfg.backoff_initial,
+        max: cfg.backoff_max,
+        next: cfg.backoff_initial,
+    };
+    let task = tokio::spawn(async move {
+        loop {
+            let mut stream = std::pin::pin!(watcher(api.clone(), wc.clone()));
+            while let Some(item) = stream.next().await {
+                match item {
+                    Ok(ev) => {
+                        writer.apply_watcher_event(&ev);
+                        // `Init` is emitted before the list request: not yet proof of health.
+                        if !matches!(ev, watcher::Event::Init) {
+                            shared.record(name, Ok(matches!(ev, watcher::Event::InitDone)));
+                            backoff.reset();
+                        }
+                        on_event(&ev);
+                    }
+                    Err(e) => {
+                        shared.record(name, Err(e.to_string()));
+                        break;
+                    }
+                }
+            }
+            let delay = backoff.next().unwrap_or(backoff.max);
+            tokio::time::sleep(delay).await;
+        }
+    });
+    task.abort_handle()
+}
+
+fn simple_watch<K>(
+    name: &'static str,
+    api: Api<K>,
+    cfg: &KubeInventoryConfig,
+    shared: &Arc<Shared>,
+    tasks: &mut Vec<AbortHandle>,
+) -> Store<K>
+where
+    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
+    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
+{
+    let writer = reflector::store::Writer::<K>::default();
+    let store = writer.as_reader();
+    let wc = watcher::Config::default();
+    tasks.push(spawn_watch(
+        name,
+        api,
+        wc,
+        cfg,
+        shared.clone(),
+        writer,
+        |_| {},
+    ));
+    store
+}
+
+impl KubeInventory {
+    /// Start the reflectors (pods on `config.node_name`, namespaces, service accounts and,
+    /// if enabled, `PodIdentityAssociation`s). Returns at once; [`Inventory::synced`] tells
+    /// when the initial lists are in. Must be called within a tokio runtime.
+    pub fn start(client: Client, config: KubeInventoryConfig) -> Arc<Self> {
+        let shared = Arc::new(Shared::default());
+        let mut tasks = Vec::new();
+
+        let pods: Api<Pod> = Api::all(client.clone());
+        let wc = watcher::Config::default().fields(&format!("spec.nodeName={}", config.node_name));
+        let writer = reflector::store::Writer::<Pod>::default();
+        let pod_store = writer.as_reader();
+        let pod_shared = shared.clone();
+        tasks.push(spawn_watch(
+            "pods",
+            pods,
+            wc,
+            &config,
+            shared.clone(),
+            writer,
+            move |ev| {
+                let mut idx = pod_shared.pods_write();
+                match ev {
+                    watcher::Event::Apply(p) | watcher::Event::InitApply(p) => idx.apply(p),
+                    watcher::Event::Delete(p) => idx.delete(p),
+                    // The reflector has just replaced its store with the complete list: drop
+                    // pods that vanished while the watch was down.
+                    watcher::Event::InitDone => {
+                        idx.rebuild(pod_store.state().iter().map(|p| p.as_ref()))
+                    }
+                    watcher::Event::Init => {}
+                }
+                drop(idx);
+                pod_shared.pod_changed.notify_waiters();
+            },
+        ));
+
+        let namespaces = simple_watch(
+            "namespaces",
+            Api::all(client.clone()),
+            &config,
+            &shared,
+            &mut tasks,
+        );
+        let service_accounts = simple_watch(
+            "serviceaccounts",
+            Api::all(client.clone()),
+            &config,
+            &shared,
+            &mut tasks,
+        );
+        let associations = config.watch_associations.then(|| {
+            simple_watch(
+                "podidentityassociations",
+                Api::all(client.clone()),
+                &config,
+                &shared,
+                &mut tasks,
+            )
+        });
+        Arc::new(Self {
+            client,
+            node: config.node_name,
+            shared,
+            namespaces,
+            service_accounts,
+            associations,
+            tasks,
+        })
+    }
+
+    /// Wait (up to `timeout`) until every reflector has completed its first list.
+    pub async fn wait_synced(&self, timeout: Duration) -> bool {
+        let deadline = Instant::now() + timeout;
+        while !self.synced() {
+            if Instant::now() >= deadline {
+                return false;
+            }
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        true
+    }
+
+    /// Number of pods currently indexed.
+    pub fn pod_count(&self) -> usize {
+        self.shared.pods_read().len()
+    }
+
+    fn expected_watches(&self) -> usize {
+        3 + usize::from(self.associations.is_some())
+    }
+}
+
+#[async_trait::async_trait]
+impl Inventory for KubeInventory {
+    fn source_name(&self) -> &'static str {
+        "kubernetes"
+    }
+
+    fn pod_by_uid(&self, uid: &str) -> Option<Arc<PodInfo>> {
+        self.shared.pods_read().get(uid)
+    }
+
+    fn pods_by_ip(&self, ip: IpAddr) -> Vec<Arc<PodInfo>> {
+        self.shared.pods_read().by_ip(ip)
+    }
+
+    fn namespace_annotations(&self, ns: &str) -> Option<BTreeMap<String, String>> {
+        let n = self.namespaces.get(&ObjectRef::new(ns))?;
+        Some(n.metadata.annotations.clone().unwrap_or_default())
+    }
+
+    fn service_account_annotations(&self, ns: &str, sa: &str) -> Option<BTreeMap<String, String>> {
+        let s = self.service_accounts.get(&ObjectRef::new(sa).within(ns))?;
+        Some(s.metadata.annotations.clone().unwrap_or_default())
+    }
+
+    fn association(&self, ns: &str, sa: &str) -> Option<Association> {
+        let store = self.associations.as_ref()?;
+        store
+            .state()
+            .iter()
+            .filter(|a| a.spec.namespace == ns && a.spec.service_account == sa)
+            .filter(|a| a.metadata.deletion_timestamp.is_none())
+            .map(|a| Association {
+                name: a.metadata.name.clone().unwrap_or_default(),
+                namespace: a.spec.namespace.clone(),
+                service_account: a.spec.service_account.clone(),
+                role_arn: a.spec.role_arn.clone(),
+                external_id: a.spec.external_id.clone(),
+                disable_session_tags: a.spec.disable_session_tags.unwrap_or(false),
+            })
+            .min_by(|a, b| a.name.cmp(&b.name))
+    }
+
+    fn synced(&self) -> bool {
+        let st = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
+        st.values().filter(|s| s.synced).count() >= self.expected_watches()
+    }
+
+    fn stale(&self) -> Option<String> {
+        let st = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
+        let failing: Vec<String> = st
+            .iter()
+            .filter_map(|(name, s)| {
+                let (e, since) = s.error.as_ref()?;
+                Some(format!(
+                    "{name} watch failing for {}s: {e}",
+                    since.elapsed().as_secs()
+                ))
+            })
+            .collect();
+        (!failing.is_empty()).then(|| failing.join("; "))
+    }
+
+    /// Direct lookup: list this node's pods (`spec.nodeName` field selector; pods cannot be
+    /// selected by UID) and index the one with `uid`.
+    async fn refresh_pod(&self, uid: &str) -> Result<Option<Arc<PodInfo>>, InventoryError> {
+        let api: Api<Pod> = Api::all(self.client.clone());
+        let lp = ListParams::default().fields(&format!("spec.nodeName={}", self.node));
+        let list = api
+            .list(&lp)
+            .await
+            .map_err(|e| InventoryError::Api(e.to_string()))?;
+        let Some(pod) = list
+            .items
+            .iter()
+            .find(|p| p.metadata.uid.as_deref() == Some(uid))
+        else {
+            return Ok(None);
+        };
+        self.shared.pods_write().apply(pod);
+        self.shared.pod_changed.notify_waiters();
+        Ok(self.pod_by_uid(uid))
+    }
+
+    /// Waits for the pod watch to deliver `uid`, doing a direct lookup at once and every
+    /// 500 ms meanwhile (so a lagging or failing watch does not turn into a refusal).
+    async fn wait_for_pod(&self, uid: &str, timeout: Duration) -> Option<Arc<PodInfo>> {
+        let deadline = Instant::now() + timeout;
+        let mut next_direct = Instant::now();
+        loop {
+            let notified = self.shared.pod_changed.notified();
+            if let Some(p) = self.pod_by_uid(uid) {
+                return Some(p);
+            }
+            let now = Instant::now();
+            if now >= deadline {
+                return None;
+            }
+            if now >= next_direct {
+                next_direct = now + Duration::from_millis(500);
+                match tokio::time::timeout_at(deadline, self.refresh_pod(uid)).await {
+                    Ok(Ok(Some(p))) => return Some(p),
+                    Ok(Err(e)) => tracing::debug!(uid, error = %e, "direct pod lookup failed"),
+                    _ => {}
+                }
+                continue;
+            }
+            let _ = tokio::time::timeout_at(deadline.min(next_direct), notified).await;
+        }
+    }
+}

@@ -1,0 +1,2 @@
+//! Shared helpers for the agent's integration tests.
+pub mod fake_apiserver;
