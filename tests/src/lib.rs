@@ -25,6 +25,7 @@ pub mod node;
 pub mod pod;
 pub mod privileged;
 pub mod probe;
+pub mod scenario;
 pub mod stale;
 
 pub use listener::{Accepted, TestListener};

@@ -23,7 +23,9 @@ fn render(overlay: &str) -> String {
 
 fn validate(overlay: &str, yaml: &str) {
     let dir = tempfile::tempdir().expect("tempdir");
-    let file = dir.path().join(format!("{}.yaml", overlay.replace('/', "-")));
+    let file = dir
+        .path()
+        .join(format!("{}.yaml", overlay.replace('/', "-")));
     std::fs::write(&file, yaml).expect("write rendered manifests");
     let out = Command::new("kubernetes-validate")
         .args(["--strict", "-k", "1.33.0"])

@@ -5,8 +5,10 @@ use std::process::ExitCode;
 
 use clap::{Parser, Subcommand};
 
+pub mod agent;
 pub mod datapath_attach;
 pub mod doctor;
+pub mod gen_crd;
 pub mod status;
 pub mod uninstall;
 
@@ -22,6 +24,8 @@ pub struct Cli {
 /// All subcommands.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run the agent: attach the datapath, serve IMDS and container credentials per pod.
+    Agent(Box<agent::Args>),
     /// Attach the eBPF redirect to a cgroup, pin it, and wait for SIGTERM/SIGINT (pins stay).
     DatapathAttach(datapath_attach::Args),
     /// Detach the eBPF programs and remove every pin.
@@ -30,11 +34,15 @@ pub enum Command {
     Status(status::Args),
     /// Check kernel, cgroup v2, bpffs, privileges and BPF; name what is missing.
     Doctor(doctor::Args),
+    /// Print (or write) the PodIdentityAssociation CRD rendered from the Rust type.
+    GenCrd(gen_crd::Args),
 }
 
 /// Runs a parsed command line.
 pub fn run(cli: Cli) -> anyhow::Result<ExitCode> {
     match cli.command {
+        Command::Agent(a) => agent::run(*a),
+        Command::GenCrd(a) => gen_crd::run(a),
         Command::DatapathAttach(a) => datapath_attach::run(a),
         Command::Uninstall(a) => uninstall::run(a),
         Command::Status(a) => status::run(a),

@@ -7,6 +7,7 @@
 use std::net::SocketAddr;
 
 pub mod cgroup;
+pub mod collector;
 pub mod config;
 pub mod doctor;
 mod error;

@@ -24,8 +24,8 @@ pub use kube_source::{
 };
 pub use memory::MemoryInventory;
 pub use static_file::{
-    MAX_STATIC_FILE_BYTES, StaticFile, StaticFileError, StaticInventory, StaticNamespace,
-    StaticWorkload, derived_uid,
+    MAX_STATIC_FILE_BYTES, StaticAssociation, StaticFile, StaticFileError, StaticInventory,
+    StaticNamespace, StaticWorkload, derived_uid,
 };
 pub use token_review::{KubeTokenReviewer, ReviewedToken, TokenReviewError};
 

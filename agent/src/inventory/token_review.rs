@@ -126,3 +126,30 @@ pub fn interpret(resp: TokenReview, audience: &str) -> Result<ReviewedToken, Tok
         pod_uid,
     })
 }
+
+/// The container-credentials surface validates tokens through TokenReview.
+/// `Rejected`/`NotPodBound` → `Invalid` (401), `WrongAudience` → `WrongAudience` (401),
+/// `Api` → `Unavailable` (503, retryable).
+#[async_trait::async_trait]
+impl crate::podidentity::TokenValidator for KubeTokenReviewer {
+    async fn validate(
+        &self,
+        token: &str,
+        audience: &str,
+    ) -> Result<crate::podidentity::TokenClaims, crate::podidentity::TokenError> {
+        use crate::podidentity::{TokenClaims, TokenError};
+        match self.review(token, audience).await {
+            Ok(r) => Ok(TokenClaims {
+                namespace: r.namespace,
+                service_account: r.service_account,
+                pod_name: r.pod_name,
+                pod_uid: r.pod_uid,
+            }),
+            Err(TokenReviewError::WrongAudience(_)) => Err(TokenError::WrongAudience),
+            Err(e @ (TokenReviewError::Rejected(_) | TokenReviewError::NotPodBound(_))) => {
+                Err(TokenError::Invalid(e.to_string()))
+            }
+            Err(e @ TokenReviewError::Api(_)) => Err(TokenError::Unavailable(e.to_string())),
+        }
+    }
+}

@@ -20,8 +20,10 @@
 //! the Go v2 and Rust SDKs parse — with fixed messages: no account IDs, node names or
 //! upstream text.
 mod handler;
+pub mod hs256;
 
 pub use handler::{PodIdentity, error as error_response, identity_error};
+pub use hs256::Hs256TokenValidator;
 
 /// Default audience expected in container-credentials tokens.
 pub const DEFAULT_AUDIENCE: &str = "pods.eks.amazonaws.com";

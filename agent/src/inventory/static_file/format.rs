@@ -9,7 +9,7 @@ use serde::Deserialize;
 use sha2::{Digest, Sha256};
 
 use super::StaticFileError;
-use crate::inventory::PodInfo;
+use crate::inventory::{Association, PodInfo};
 use crate::policy::{RoleSource, RoleSpec, arn};
 
 /// Largest accepted file, in bytes (1 MiB).
@@ -24,9 +24,34 @@ pub struct StaticFile {
     /// Namespace annotations (for namespace restrictions), by namespace name.
     #[serde(default)]
     pub namespaces: BTreeMap<String, StaticNamespace>,
+    /// Service account annotations (e.g. `eks.amazonaws.com/role-arn`), by
+    /// `namespace/name`.
+    #[serde(default)]
+    pub service_accounts: BTreeMap<String, StaticNamespace>,
+    /// Associations (namespace, service account) → role, as `PodIdentityAssociation`s.
+    #[serde(default)]
+    pub associations: Vec<StaticAssociation>,
     /// The workloads, matched in file order (first match wins).
     #[serde(default)]
     pub workloads: Vec<StaticWorkload>,
+}
+
+/// An association entry: the static form of a `PodIdentityAssociation`.
+#[derive(Clone, Debug, Default, Deserialize, PartialEq)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct StaticAssociation {
+    /// Namespace of the service account.
+    pub namespace: String,
+    /// Service account name.
+    pub service_account: String,
+    /// Role ARN to assume.
+    pub role_arn: String,
+    /// `ExternalId` for AssumeRole.
+    #[serde(default)]
+    pub external_id: Option<String>,
+    /// Turn the session tags off for this association.
+    #[serde(default)]
+    pub disable_session_tags: bool,
 }
 
 /// A namespace entry.
@@ -93,6 +118,10 @@ pub(crate) struct Compiled {
     pub glob_owner: Vec<usize>,
     pub roles: HashMap<String, RoleSpec>,
     pub namespaces: HashMap<String, BTreeMap<String, String>>,
+    /// Service account annotations by (namespace, name).
+    pub service_accounts: HashMap<(String, String), BTreeMap<String, String>>,
+    /// Associations by (namespace, service account).
+    pub associations: HashMap<(String, String), Association>,
 }
 
 /// A stable UID-shaped id (8-4-4-4-12 hex) from namespace and name.
@@ -219,6 +248,39 @@ pub(crate) fn compile_file(file: StaticFile) -> Result<Compiled, StaticFileError
     let globs = globs
         .build()
         .map_err(|e| StaticFileError::Parse(format!("cgroupPath globs: {e}")))?;
+    let mut service_accounts = HashMap::new();
+    for (key, sa) in file.service_accounts {
+        let Some((ns, name)) = key.split_once('/') else {
+            return Err(StaticFileError::Parse(format!(
+                "serviceAccounts key {key:?}: use namespace/name"
+            )));
+        };
+        service_accounts.insert((ns.to_string(), name.to_string()), sa.annotations);
+    }
+    let mut associations = HashMap::new();
+    for (i, a) in file.associations.into_iter().enumerate() {
+        let role_arn = a.role_arn.trim().to_string();
+        arn::parse_role_arn(&role_arn)
+            .map_err(|e| StaticFileError::Parse(format!("association #{i} roleArn: {e}")))?;
+        let key = (a.namespace.clone(), a.service_account.clone());
+        if associations.contains_key(&key) {
+            return Err(StaticFileError::Parse(format!(
+                "association #{i}: duplicate {}/{}",
+                a.namespace, a.service_account
+            )));
+        }
+        associations.insert(
+            key,
+            Association {
+                name: format!("static-{}-{}", a.namespace, a.service_account),
+                namespace: a.namespace,
+                service_account: a.service_account,
+                role_arn,
+                external_id: a.external_id,
+                disable_session_tags: a.disable_session_tags,
+            },
+        );
+    }
     let namespaces = file
         .namespaces
         .into_iter()
@@ -231,6 +293,8 @@ pub(crate) fn compile_file(file: StaticFile) -> Result<Compiled, StaticFileError
         glob_owner,
         roles,
         namespaces,
+        service_accounts,
+        associations,
     })
 }
 

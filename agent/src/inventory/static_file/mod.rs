@@ -9,6 +9,19 @@
 //!   shop:
 //!     annotations:
 //!       iam.amazonaws.com/allowed-roles: '["arn:aws:iam::123456789012:role/shop-*"]'
+//! # Optional: service account annotations (IRSA-style `eks.amazonaws.com/role-arn`).
+//! serviceAccounts:
+//!   shop/api:
+//!     annotations:
+//!       eks.amazonaws.com/role-arn: arn:aws:iam::123456789012:role/shop-api
+//! # Optional: associations (namespace, service account) → role, like
+//! # PodIdentityAssociation objects (session tags on unless disableSessionTags).
+//! associations:
+//!   - namespace: shop
+//!     serviceAccount: web
+//!     roleArn: arn:aws:iam::123456789012:role/shop-web
+//!     externalId: shop-ext         # optional
+//!     disableSessionTags: false    # optional
 //! workloads:                       # matched in file order, first match wins
 //!   - name: web                    # required; the "pod name"
 //!     namespace: shop              # default "default"
@@ -55,7 +68,10 @@ mod format;
 mod tests;
 
 use format::{Compiled, compile};
-pub use format::{MAX_STATIC_FILE_BYTES, StaticFile, StaticNamespace, StaticWorkload, derived_uid};
+pub use format::{
+    MAX_STATIC_FILE_BYTES, StaticAssociation, StaticFile, StaticNamespace, StaticWorkload,
+    derived_uid,
+};
 
 /// Why a static file was rejected.
 #[derive(Debug, thiserror::Error)]
@@ -246,16 +262,18 @@ impl Inventory for StaticInventory {
         c.pods.iter().any(|p| p.namespace == ns).then(BTreeMap::new)
     }
 
-    fn service_account_annotations(
-        &self,
-        _ns: &str,
-        _sa: &str,
-    ) -> Option<BTreeMap<String, String>> {
-        None
+    fn service_account_annotations(&self, ns: &str, sa: &str) -> Option<BTreeMap<String, String>> {
+        self.current()
+            .service_accounts
+            .get(&(ns.to_string(), sa.to_string()))
+            .cloned()
     }
 
-    fn association(&self, _ns: &str, _sa: &str) -> Option<Association> {
-        None
+    fn association(&self, ns: &str, sa: &str) -> Option<Association> {
+        self.current()
+            .associations
+            .get(&(ns.to_string(), sa.to_string()))
+            .cloned()
     }
 
     fn workload_role(&self, uid: &str) -> Option<RoleSpec> {
