@@ -426,6 +426,25 @@ impl Scenario {
         ClientRun::run(cmd)
     }
 
+    /// Runs the Rust SDK client (`podiam-sdk-probe`, aws-config default chain) in pod `name`
+    /// through `path`, with the token of `token_of` for container credentials.
+    pub fn rust_sdk(
+        &self,
+        name: &str,
+        token_of: &str,
+        path: CredPath,
+    ) -> anyhow::Result<ClientRun> {
+        let (_, pod) = self.pod(name)?;
+        let bin = crate::bins::find("podiam-sdk-probe", "PODIAM_SDK_PROBE_BIN")?;
+        let cmd = self.client(
+            pod,
+            token_of,
+            path,
+            bin.as_os_str().to_str().unwrap_or_default(),
+        )?;
+        ClientRun::run(cmd)
+    }
+
     /// Runs a Python (boto3) snippet in pod `name` through `path`, with the token of
     /// `token_of` for container credentials.
     pub fn python(
