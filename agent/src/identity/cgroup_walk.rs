@@ -7,16 +7,20 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Deepest directory level walked below the root.
 const MAX_DEPTH: usize = 32;
 
 /// Maps cgroup ids to paths relative to `root` (leading `/`; the root itself is `/`).
 /// Caches every id seen by the last walk; a miss re-walks the hierarchy once.
+/// Concurrent misses share one walk: a caller that waited for the walk lock does not walk
+/// again if a walk started after it arrived.
 pub struct CgroupPaths {
     root: PathBuf,
     cache: Mutex<HashMap<u64, String>>,
-    walk: Mutex<()>,
+    /// Start time of the last walk.
+    walk: Mutex<Option<Instant>>,
 }
 
 impl CgroupPaths {
@@ -26,7 +30,7 @@ impl CgroupPaths {
         Arc::new(Self {
             root: root.into(),
             cache: Mutex::new(HashMap::new()),
-            walk: Mutex::new(()),
+            walk: Mutex::new(None),
         })
     }
 
@@ -50,11 +54,16 @@ impl CgroupPaths {
         if let Some(p) = self.cached(id) {
             return Ok(Some(p));
         }
-        let _g = self.walk.lock().unwrap_or_else(|e| e.into_inner());
+        let arrived = Instant::now();
+        let mut last = self.walk.lock().unwrap_or_else(|e| e.into_inner());
         // Another caller may have walked while we waited.
         if let Some(p) = self.cached(id) {
             return Ok(Some(p));
         }
+        if last.is_some_and(|t| t >= arrived) {
+            return Ok(None);
+        }
+        *last = Some(Instant::now());
         let fresh = walk(&self.root)?;
         let found = fresh.get(&id).cloned();
         *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = fresh;

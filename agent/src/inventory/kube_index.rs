@@ -20,10 +20,9 @@ pub(crate) fn pod_info_from(pod: &Pod) -> Option<PodInfo> {
     if let Some(ip) = status
         .and_then(|s| s.pod_ip.as_deref())
         .and_then(|s| s.parse().ok())
+        && !ips.contains(&ip)
     {
-        if !ips.contains(&ip) {
-            ips.insert(0, ip);
-        }
+        ips.insert(0, ip);
     }
     Some(PodInfo {
         uid,
