@@ -83,6 +83,8 @@ pub struct KubeInventory {
     service_accounts: Store<ServiceAccount>,
     associations: Option<Store<PodIdentityAssociation>>,
     tasks: Vec<AbortHandle>,
+    /// Start time of the last direct pod list (coalesces concurrent lookups).
+    direct: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl Drop for KubeInventory {
@@ -185,6 +187,7 @@ impl KubeInventory {
             service_accounts,
             associations,
             tasks,
+            direct: tokio::sync::Mutex::new(None),
         })
     }
 
@@ -268,22 +271,35 @@ impl Inventory for KubeInventory {
 
     /// Direct lookup: list this node's pods (`spec.nodeName` field selector; pods cannot be
     /// selected by UID) and index the one with `uid`.
+    ///
+    /// Concurrent callers share one list: a caller that finds a list started after it asked
+    /// uses that result. Pods unknown to the index are added (all of them, so other waiters
+    /// benefit); pods the index knows are left to the watch.
     async fn refresh_pod(&self, uid: &str) -> Result<Option<Arc<PodInfo>>, InventoryError> {
+        let asked = Instant::now();
+        let mut last = self.direct.lock().await;
+        if last.is_some_and(|t| t >= asked) {
+            return Ok(self.pod_by_uid(uid));
+        }
+        *last = Some(Instant::now());
         let api: Api<Pod> = Api::all(self.client.clone());
         let lp = ListParams::default().fields(&format!("spec.nodeName={}", self.node));
         let list = api
             .list(&lp)
             .await
             .map_err(|e| InventoryError::Api(e.to_string()))?;
-        let Some(pod) = list
-            .items
-            .iter()
-            .find(|p| p.metadata.uid.as_deref() == Some(uid))
-        else {
-            return Ok(None);
+        drop(last);
+        let added = {
+            let mut idx = self.shared.pods_write();
+            list.items.iter().filter(|p| idx.add_from_direct(p)).count()
         };
-        self.shared.pods_write().apply(pod);
-        self.shared.pod_changed.notify_waiters();
+        if added > 0 {
+            tracing::debug!(
+                added,
+                "direct pod list found pods the watch had not delivered yet"
+            );
+            self.shared.pod_changed.notify_waiters();
+        }
         Ok(self.pod_by_uid(uid))
     }
 
