@@ -31,8 +31,13 @@
 //!       iam.amazonaws.com/role: batch
 //! ```
 //!
-//! Every workload needs `cgroupPath` or `ip`/`ips`. Unknown fields are errors (typos must
-//! not silently drop a restriction). The file may be at most [`MAX_STATIC_FILE_BYTES`].
+//! Every workload needs `cgroupPath` or `ip`/`ips`. With the kernel (cgroup) identity
+//! ([`crate::identity::KernelCallerResolver`]) a connection is accepted only when its peer IP
+//! is one of the workload's IPs (fail closed), so give `cgroupPath` workloads their `ip`/`ips`
+//! too; with the peer-IP identity only `ip`/`ips` are used. Namespace restrictions apply to
+//! `iam.amazonaws.com/role` annotations, not to `roleArn` (the file's author is the admin).
+//! Unknown fields are errors (typos must not silently drop a restriction). The file may be
+//! at most [`MAX_STATIC_FILE_BYTES`].
 //!
 //! # Reload
 //!
