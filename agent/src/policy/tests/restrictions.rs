@@ -80,6 +80,13 @@ fn restrictions_table() {
         .pod(&[(ROLE, "arn:aws:iam::222222222222:role/app")])
         .ns(&[(ALLOWED, r#"["role/app"]"#)]),
         case(
+            "regexp: unbalanced pattern cannot escape anchoring",
+            restricted(RestrictionFormat::Regexp),
+            Want::Denied("arn:aws:iam::222222222222:role/evil", "invalid"),
+        )
+        .pod(&[(ROLE, "arn:aws:iam::222222222222:role/evil")])
+        .ns(&[(ALLOWED, r#"["arn:aws:iam::111111111111:role/x)|(.*"]"#)]),
+        case(
             "regexp allows",
             restricted(RestrictionFormat::Regexp),
             Want::Role(
