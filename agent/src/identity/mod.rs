@@ -181,10 +181,18 @@ pub enum IdentityError {
     NoOrigin(SocketAddr),
     /// The origin's cgroup maps to no known pod (after the lookup hold-time).
     #[error("no pod known for cgroup {cgroup_id}")]
-    UnknownPod { cgroup_id: u64 },
+    UnknownPod {
+        /// The origin record's cgroup id.
+        cgroup_id: u64,
+    },
     /// The peer IP does not belong to the pod the cgroup resolved to.
     #[error("peer {peer} does not match pod {pod_uid}")]
-    Mismatch { peer: SocketAddr, pod_uid: String },
+    Mismatch {
+        /// `accept()`'s remote address.
+        peer: SocketAddr,
+        /// UID of the pod the cgroup resolved to.
+        pod_uid: String,
+    },
     /// Something else failed while resolving (I/O on cgroupfs, inventory unavailable).
     #[error("identity lookup failed: {0}")]
     Lookup(String),

@@ -68,20 +68,30 @@ pub enum StaticFileError {
     /// The file could not be read.
     #[error("cannot read {path}: {error}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         error: std::io::Error,
     },
     /// The file is larger than the limit.
     #[error("file is {bytes} bytes, more than the {max}-byte limit")]
-    TooLarge { bytes: usize, max: usize },
+    TooLarge {
+        /// Size of the input, bytes.
+        bytes: usize,
+        /// The limit, bytes.
+        max: usize,
+    },
     /// YAML syntax error, wrong type or unknown field (message includes line/column).
     #[error("invalid YAML: {0}")]
     Parse(String),
     /// A workload entry is inconsistent.
     #[error("workload #{index} ({name:?}): {reason}")]
     Invalid {
+        /// 0-based position in `workloads`.
         index: usize,
+        /// The entry's `name`.
         name: String,
+        /// What is wrong.
         reason: String,
     },
 }
