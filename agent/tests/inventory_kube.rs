@@ -1,4 +1,5 @@
-//! The Kubernetes inventory against an in-process fake API server (real list/watch JSON).
+//! The Kubernetes inventory against an in-process fake API server (real list/watch JSON):
+//! sync, field selector, held requests, deletions, 410 Gone relist, outage, missing CRD.
 mod support;
 
 use std::collections::HashMap;
@@ -10,81 +11,11 @@ use std::time::Duration;
 use podiam::datapath::{Origin, OriginLookup, Service};
 use podiam::identity::{CallerResolver, IdentityError, KernelCallerResolver};
 use podiam::inventory::{Inventory, KubeInventory, KubeInventoryConfig, client_for_url};
-use podiam::policy::{PolicyConfig, PolicyResolver, RoleDecision, RoleResolver, RoleSource};
-use serde_json::json;
 use support::fake_apiserver::*;
-
-const NODE: &str = "node-a";
-const UID1: &str = "11111111-aaaa-4aaa-8aaa-000000000001";
-const UID2: &str = "22222222-bbbb-4bbb-8bbb-000000000002";
-const UID3: &str = "33333333-cccc-4ccc-8ccc-000000000003";
-const ROLE_KEY: &str = "iam.amazonaws.com/role";
-const BASE: &str = "arn:aws:iam::111111111111:role/";
-
-async fn setup(srv: &FakeApiServer) -> Arc<KubeInventory> {
-    let client = client_for_url(&srv.url()).unwrap();
-    let mut cfg = KubeInventoryConfig::new(NODE);
-    cfg.backoff_initial = Duration::from_millis(20);
-    cfg.backoff_max = Duration::from_millis(200);
-    let inv = KubeInventory::start(client, cfg);
-    assert!(
-        inv.wait_synced(Duration::from_secs(10)).await,
-        "inventory did not sync"
-    );
-    inv
-}
-
-/// Poll `f` until true (5 s max).
-async fn eventually(what: &str, mut f: impl FnMut() -> bool) {
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(5);
-    while !f() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "timed out waiting for: {what}"
-        );
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
-}
-
-fn seed(srv: &FakeApiServer) {
-    srv.apply(
-        NAMESPACES,
-        namespace(
-            "shop",
-            &[("iam.amazonaws.com/allowed-roles", r#"["app*"]"#)],
-        ),
-    );
-    srv.apply(SERVICE_ACCOUNTS, service_account("shop", "web", &[]));
-    srv.apply(
-        PODS,
-        pod(
-            "shop",
-            "web-1",
-            UID1,
-            NODE,
-            Some("10.0.0.5"),
-            &[(ROLE_KEY, "app")],
-        ),
-    );
-    srv.apply(
-        PODS,
-        pod("shop", "elsewhere", UID2, "node-b", Some("10.0.0.6"), &[]),
-    );
-}
-
-fn policy(inv: Arc<KubeInventory>) -> PolicyResolver {
-    PolicyResolver::new(
-        inv,
-        PolicyConfig {
-            base_role_arn: Some(BASE.into()),
-            ..Default::default()
-        },
-    )
-    .unwrap()
-}
+use support::kube::*;
 
 #[tokio::test]
-async fn lists_and_watches_node_pods_namespaces_sas_associations() {
+async fn lists_and_watches_node_pods_namespaces_sas() {
     let srv = FakeApiServer::start().await;
     seed(&srv);
     let inv = setup(&srv).await;
@@ -123,110 +54,6 @@ async fn lists_and_watches_node_pods_namespaces_sas_associations() {
         "{:?}",
         srv.requests()
     );
-
-    // Association created → next resolution uses it; deleted → back to the pod annotation.
-    let pol = policy(inv.clone());
-    let RoleDecision::Role(r) = pol.decide(&p) else {
-        panic!()
-    };
-    assert_eq!(r.source, RoleSource::PodAnnotation);
-    srv.apply(
-        ASSOCIATIONS,
-        association(
-            "shop-web",
-            "shop",
-            "web",
-            "arn:aws:iam::222222222222:role/assoc",
-        ),
-    );
-    eventually("association visible", || {
-        inv.association("shop", "web").is_some()
-    })
-    .await;
-    let RoleDecision::Role(r) = pol.decide(&p) else {
-        panic!()
-    };
-    assert_eq!(
-        (r.arn.as_str(), r.source, r.session_tags),
-        (
-            "arn:aws:iam::222222222222:role/assoc",
-            RoleSource::Association,
-            true
-        )
-    );
-    srv.delete(ASSOCIATIONS, "", "shop-web");
-    eventually("association gone", || {
-        inv.association("shop", "web").is_none()
-    })
-    .await;
-    let RoleDecision::Role(r) = pol.decide(&p) else {
-        panic!()
-    };
-    assert_eq!(r.source, RoleSource::PodAnnotation);
-
-    // SA annotation added → IRSA step.
-    srv.apply(
-        SERVICE_ACCOUNTS,
-        service_account(
-            "shop",
-            "web",
-            &[(
-                "eks.amazonaws.com/role-arn",
-                "arn:aws:iam::111111111111:role/irsa",
-            )],
-        ),
-    );
-    eventually("sa annotation", || {
-        matches!(pol.decide(&p), RoleDecision::Role(ref r) if r.source == RoleSource::ServiceAccountAnnotation)
-    })
-    .await;
-}
-
-#[tokio::test]
-async fn annotation_change_and_pod_deletion_take_effect() {
-    let srv = FakeApiServer::start().await;
-    seed(&srv);
-    let inv = setup(&srv).await;
-    let pol = policy(inv.clone());
-    let caller = podiam::identity::Caller {
-        pod: inv.pod_by_uid(UID1).unwrap(),
-        cgroup_id: Some(1),
-        container_id: None,
-        peer: "10.0.0.5:1000".parse().unwrap(),
-    };
-    let RoleDecision::Role(r) = pol.resolve_role(&caller).await else {
-        panic!()
-    };
-    assert_eq!(r.arn, format!("{BASE}app"));
-    srv.apply(
-        PODS,
-        pod(
-            "shop",
-            "web-1",
-            UID1,
-            NODE,
-            Some("10.0.0.5"),
-            &[(ROLE_KEY, "other")],
-        ),
-    );
-    eventually("annotation change", || {
-        inv.pod_by_uid(UID1)
-            .map(|p| p.annotations.get(ROLE_KEY).cloned())
-            == Some(Some("other".into()))
-    })
-    .await;
-    let RoleDecision::Role(r) = pol.resolve_role(&caller).await else {
-        panic!()
-    };
-    assert_eq!(
-        r.arn,
-        format!("{BASE}other"),
-        "next resolution reflects the new annotation"
-    );
-
-    srv.delete(PODS, "shop", "web-1");
-    eventually("pod deleted", || inv.pod_by_uid(UID1).is_none()).await;
-    assert!(inv.pods_by_ip("10.0.0.5".parse().unwrap()).is_empty());
 }
 
 #[derive(Default)]
@@ -398,100 +225,36 @@ async fn unreachable_api_server_keeps_serving_and_reports_stale() {
 }
 
 #[tokio::test]
-async fn token_review() {
-    use podiam::inventory::{KubeTokenReviewer, TokenReviewError};
+async fn missing_crd_means_no_associations_not_an_outage() {
     let srv = FakeApiServer::start().await;
-    let aud = "pods.eks.amazonaws.com";
-    srv.add_token(
-        "good",
-        json!({
-        "authenticated": true, "audiences": [aud],
-        "user": {"username": "system:serviceaccount:shop:web", "uid": "x",
-                 "extra": {"authentication.kubernetes.io/pod-uid": [UID1],
-                           "authentication.kubernetes.io/pod-name": ["web-1"]}}}),
-    );
-    srv.add_token(
-        "other-aud",
-        json!({
-        "authenticated": true, "audiences": ["sts.amazonaws.com"],
-        "user": {"username": "system:serviceaccount:shop:web",
-                 "extra": {"authentication.kubernetes.io/pod-uid": [UID1],
-                           "authentication.kubernetes.io/pod-name": ["web-1"]}}}),
-    );
-    srv.add_token(
-        "unbound",
-        json!({
-        "authenticated": true, "audiences": [aud],
-        "user": {"username": "system:serviceaccount:shop:web"}}),
-    );
-    srv.add_token(
-        "user",
-        json!({
-        "authenticated": true, "audiences": [aud],
-        "user": {"username": "alice", "extra": {"authentication.kubernetes.io/pod-uid": [UID1],
-                 "authentication.kubernetes.io/pod-name": ["web-1"]}}}),
-    );
-    let rev = KubeTokenReviewer::new(client_for_url(&srv.url()).unwrap());
-    let ok = rev.review("good", aud).await.unwrap();
-    assert_eq!(
-        (
-            ok.namespace.as_str(),
-            ok.service_account.as_str(),
-            ok.pod_name.as_str(),
-            ok.pod_uid.as_str()
+    seed(&srv);
+    srv.set_missing(ASSOCIATIONS, true);
+    let inv = setup(&srv).await;
+    assert!(inv.stale().is_none(), "{:?}", inv.stale());
+    assert_eq!(inv.absent_resources(), vec!["podidentityassociations"]);
+    assert!(inv.association("shop", "web").is_none());
+    // The CRD gets installed later: the retry picks the associations up.
+    srv.set_missing(ASSOCIATIONS, false);
+    srv.apply(
+        ASSOCIATIONS,
+        association(
+            "shop-web",
+            "shop",
+            "web",
+            "arn:aws:iam::111111111111:role/a",
         ),
-        ("shop", "web", "web-1", UID1)
     );
-    assert!(matches!(
-        rev.review("other-aud", aud).await,
-        Err(TokenReviewError::WrongAudience(_))
-    ));
-    assert!(matches!(
-        rev.review("unbound", aud).await,
-        Err(TokenReviewError::NotPodBound(_))
-    ));
-    assert!(matches!(
-        rev.review("user", aud).await,
-        Err(TokenReviewError::NotPodBound(_))
-    ));
-    assert!(matches!(
-        rev.review("forged", aud).await,
-        Err(TokenReviewError::Rejected(_))
-    ));
-    assert!(matches!(
-        rev.review("", aud).await,
-        Err(TokenReviewError::Rejected(_))
-    ));
-    srv.stop();
-    assert!(matches!(
-        rev.review("good", aud).await,
-        Err(TokenReviewError::Api(_))
-    ));
-}
-
-#[tokio::test]
-async fn event_recorder_posts_refused_role() {
-    use podiam::policy::EventRecorder;
-    let srv = FakeApiServer::start().await;
-    let rec = EventRecorder::new(client_for_url(&srv.url()).unwrap(), Some(NODE.into()));
-    let p = podiam::inventory::PodInfo {
-        uid: UID1.into(),
-        namespace: "shop".into(),
-        name: "web-1".into(),
-        ..Default::default()
-    };
-    assert!(
-        rec.record_refused(&p, Some("arn:aws:iam::1:role/x"), "not allowed")
-            .await
-    );
-    let evs = srv.events();
-    assert_eq!(evs.len(), 1);
-    assert_eq!(evs[0]["involvedObject"]["uid"], UID1);
-    assert_eq!(evs[0]["reason"], "PodiamRoleForbidden");
-    assert_eq!(evs[0]["source"]["host"], NODE);
-    srv.stop();
-    assert!(
-        !rec.record_refused(&p, None, "x").await,
-        "best effort: failure reported, no panic"
-    );
+    eventually("association after CRD install", || {
+        inv.association("shop", "web").is_some()
+    })
+    .await;
+    assert!(inv.absent_resources().is_empty());
+    // Core resources missing are an outage, though.
+    let srv2 = FakeApiServer::start().await;
+    srv2.set_missing(NAMESPACES, true);
+    let mut cfg = KubeInventoryConfig::new(NODE);
+    cfg.backoff_initial = Duration::from_millis(20);
+    let inv2 = KubeInventory::start(client_for_url(&srv2.url()).unwrap(), cfg);
+    eventually("namespaces 404 is stale", || inv2.stale().is_some()).await;
+    assert!(!inv2.synced());
 }

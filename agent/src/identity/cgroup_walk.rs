@@ -7,16 +7,20 @@ use std::collections::HashMap;
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
+use std::time::Instant;
 
 /// Deepest directory level walked below the root.
 const MAX_DEPTH: usize = 32;
 
 /// Maps cgroup ids to paths relative to `root` (leading `/`; the root itself is `/`).
 /// Caches every id seen by the last walk; a miss re-walks the hierarchy once.
+/// Concurrent misses share one walk: a caller that waited for the walk lock does not walk
+/// again if a walk started after it arrived.
 pub struct CgroupPaths {
     root: PathBuf,
     cache: Mutex<HashMap<u64, String>>,
-    walk: Mutex<()>,
+    /// Start time of the last walk.
+    walk: Mutex<Option<Instant>>,
 }
 
 impl CgroupPaths {
@@ -26,7 +30,7 @@ impl CgroupPaths {
         Arc::new(Self {
             root: root.into(),
             cache: Mutex::new(HashMap::new()),
-            walk: Mutex::new(()),
+            walk: Mutex::new(None),
         })
     }
 
@@ -50,11 +54,16 @@ impl CgroupPaths {
         if let Some(p) = self.cached(id) {
             return Ok(Some(p));
         }
-        let _g = self.walk.lock().unwrap_or_else(|e| e.into_inner());
+        let arrived = Instant::now();
+        let mut last = self.walk.lock().unwrap_or_else(|e| e.into_inner());
         // Another caller may have walked while we waited.
         if let Some(p) = self.cached(id) {
             return Ok(Some(p));
         }
+        if last.is_some_and(|t| t >= arrived) {
+            return Ok(None);
+        }
+        *last = Some(Instant::now());
         let fresh = walk(&self.root)?;
         let found = fresh.get(&id).cloned();
         *self.cache.lock().unwrap_or_else(|e| e.into_inner()) = fresh;
@@ -142,11 +151,48 @@ mod tests {
         let dir = root.join(&name).join("kubepods");
         std::fs::create_dir_all(&dir).expect("creating a cgroup needs root");
         let ino = std::fs::metadata(&dir).unwrap().ino();
+        let handle_id = kernfs_handle_id(&dir);
         let paths = CgroupPaths::new(root);
         let got = paths.path_of_blocking(ino);
         // Clean up before asserting (cgroup dirs are removed with rmdir, leaf first).
         let _ = std::fs::remove_dir(&dir);
         let _ = std::fs::remove_dir(root.join(&name));
         assert_eq!(got.unwrap(), Some(format!("/{name}/kubepods")));
+        // The kernel's cgroup id (kernfs node id, what bpf_get_current_cgroup_id returns and
+        // what name_to_handle_at encodes) is the directory's inode number.
+        assert_eq!(handle_id, Some(ino));
+    }
+
+    /// The 8-byte kernfs file handle of a cgroup directory, as a u64 (native endian).
+    fn kernfs_handle_id(path: &Path) -> Option<u64> {
+        use std::os::unix::ffi::OsStrExt;
+        #[repr(C)]
+        struct Handle {
+            bytes: u32,
+            kind: i32,
+            data: [u8; 16],
+        }
+        let c = std::ffi::CString::new(path.as_os_str().as_bytes()).ok()?;
+        let mut h = Handle {
+            bytes: 16,
+            kind: 0,
+            data: [0; 16],
+        };
+        let mut mount_id: libc::c_int = 0;
+        // SAFETY: `h` is a file_handle with room for 16 bytes of f_handle; `c` is a valid
+        // NUL-terminated path; `mount_id` is a valid out pointer.
+        let rc = unsafe {
+            libc::name_to_handle_at(
+                libc::AT_FDCWD,
+                c.as_ptr(),
+                (&mut h as *mut Handle).cast(),
+                &mut mount_id,
+                0,
+            )
+        };
+        if rc != 0 || h.bytes != 8 {
+            return None;
+        }
+        Some(u64::from_ne_bytes(h.data[..8].try_into().ok()?))
     }
 }

@@ -10,7 +10,7 @@
 //!
 //! [`IdentityMode`] names the mode in use for logs and `/readyz`.
 use std::net::SocketAddr;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::sync::Arc;
 
 use crate::inventory::PodInfo;
@@ -74,6 +74,83 @@ pub fn cgroup2_mount_from_mountinfo(mountinfo: &str) -> Option<PathBuf> {
     found.into_iter().next()
 }
 
+/// Choose the identity mode for this host, with a reason for logs and `/readyz`.
+///
+/// `cgroup2_root`: the cgroup v2 mount ([`detect_cgroup2_mount`]); `expect_kubepods`: the
+/// inventory is Kubernetes, so pod cgroups must be visible in that hierarchy. On hybrid
+/// hosts whose kubelet uses the cgroupfs driver, pods live only in the v1 hierarchies and no
+/// directory named `*kubepods*` appears under the v2 root within 3 levels: peer-IP mode then.
+pub fn detect_mode(cgroup2_root: Option<&Path>, expect_kubepods: bool) -> (IdentityMode, String) {
+    let Some(root) = cgroup2_root else {
+        return (
+            IdentityMode::PeerIp,
+            "no cgroup v2 hierarchy is mounted".into(),
+        );
+    };
+    if !expect_kubepods {
+        return (
+            IdentityMode::Kernel,
+            format!("cgroup v2 at {}", root.display()),
+        );
+    }
+    match find_kubepods(root, 3) {
+        Some(p) => (
+            IdentityMode::Kernel,
+            format!(
+                "cgroup v2 at {}, pods under {}",
+                root.display(),
+                p.display()
+            ),
+        ),
+        None => (
+            IdentityMode::PeerIp,
+            format!(
+                "cgroup v2 at {} holds no kubepods hierarchy (kubelet on cgroup v1?)",
+                root.display()
+            ),
+        ),
+    }
+}
+
+fn find_kubepods(dir: &Path, depth: usize) -> Option<PathBuf> {
+    let entries = std::fs::read_dir(dir).ok()?;
+    let mut subdirs = Vec::new();
+    for e in entries.flatten() {
+        if !e.file_type().is_ok_and(|t| t.is_dir()) {
+            continue;
+        }
+        if e.file_name().to_string_lossy().contains("kubepods") {
+            return Some(e.path());
+        }
+        subdirs.push(e.path());
+    }
+    if depth <= 1 {
+        return None;
+    }
+    subdirs.iter().find_map(|d| find_kubepods(d, depth - 1))
+}
+
+/// Build the caller resolver for `mode`: [`KernelCallerResolver`] over `origins` and the
+/// cgroup v2 root, or [`PeerIpCallerResolver`]. `pod_lookup_timeout` bounds holding a
+/// request for an unknown pod.
+pub fn build_resolver(
+    mode: IdentityMode,
+    origins: Arc<dyn crate::datapath::OriginLookup>,
+    inventory: Arc<dyn crate::inventory::Inventory>,
+    cgroup2_root: Option<&Path>,
+    pod_lookup_timeout: std::time::Duration,
+) -> Arc<dyn CallerResolver> {
+    match (mode, cgroup2_root) {
+        (IdentityMode::Kernel, Some(root)) => Arc::new(
+            KernelCallerResolver::new(origins, inventory, root)
+                .with_pod_lookup_timeout(pod_lookup_timeout),
+        ),
+        _ => Arc::new(
+            PeerIpCallerResolver::new(inventory).with_pod_lookup_timeout(pod_lookup_timeout),
+        ),
+    }
+}
+
 /// [`cgroup2_mount_from_mountinfo`] on this process's `/proc/self/mountinfo`.
 pub fn detect_cgroup2_mount() -> Option<PathBuf> {
     std::fs::read_to_string("/proc/self/mountinfo")
@@ -104,10 +181,18 @@ pub enum IdentityError {
     NoOrigin(SocketAddr),
     /// The origin's cgroup maps to no known pod (after the lookup hold-time).
     #[error("no pod known for cgroup {cgroup_id}")]
-    UnknownPod { cgroup_id: u64 },
+    UnknownPod {
+        /// The origin record's cgroup id.
+        cgroup_id: u64,
+    },
     /// The peer IP does not belong to the pod the cgroup resolved to.
     #[error("peer {peer} does not match pod {pod_uid}")]
-    Mismatch { peer: SocketAddr, pod_uid: String },
+    Mismatch {
+        /// `accept()`'s remote address.
+        peer: SocketAddr,
+        /// UID of the pod the cgroup resolved to.
+        pod_uid: String,
+    },
     /// Something else failed while resolving (I/O on cgroupfs, inventory unavailable).
     #[error("identity lookup failed: {0}")]
     Lookup(String),

@@ -319,3 +319,23 @@ fn cgroup2_mount_detection() {
     assert_eq!(cgroup2_mount_from_mountinfo(v1), None);
     assert!(IdentityMode::PeerIp.describe().contains("peer IP"));
 }
+
+#[test]
+fn mode_detection() {
+    let (m, why) = detect_mode(None, true);
+    assert_eq!(m, IdentityMode::PeerIp);
+    assert!(why.contains("no cgroup v2"));
+    let t = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(t.path().join("system.slice/containerd.service")).unwrap();
+    assert_eq!(detect_mode(Some(t.path()), true).0, IdentityMode::PeerIp);
+    assert_eq!(detect_mode(Some(t.path()), false).0, IdentityMode::Kernel);
+    std::fs::create_dir_all(t.path().join("docker/abc/def/kubepods")).unwrap();
+    assert_eq!(
+        detect_mode(Some(t.path()), true).0,
+        IdentityMode::PeerIp,
+        "deeper than 3 levels"
+    );
+    std::fs::create_dir_all(t.path().join("kubelet.slice/kubelet-kubepods.slice")).unwrap();
+    let (m, why) = detect_mode(Some(t.path()), true);
+    assert_eq!(m, IdentityMode::Kernel, "{why}");
+}

@@ -20,6 +20,8 @@ use schemars::JsonSchema;
 use serde::{Deserialize, Serialize};
 
 /// Spec of a `PodIdentityAssociation`. JSON field names are camelCase.
+// Several `printcolumn(...)` entries legitimately repeat `type_ = "string"`.
+#[allow(clippy::duplicated_attributes)]
 #[derive(CustomResource, Clone, Debug, PartialEq, Eq, Serialize, Deserialize, JsonSchema)]
 #[kube(
     group = "podiam.io",

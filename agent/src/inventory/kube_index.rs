@@ -1,5 +1,5 @@
 //! The node's pods indexed by UID and by IP, maintained from the pod reflector's events.
-use std::collections::{HashMap, HashSet};
+use std::collections::{HashMap, HashSet, VecDeque};
 use std::net::IpAddr;
 use std::sync::Arc;
 
@@ -20,10 +20,9 @@ pub(crate) fn pod_info_from(pod: &Pod) -> Option<PodInfo> {
     if let Some(ip) = status
         .and_then(|s| s.pod_ip.as_deref())
         .and_then(|s| s.parse().ok())
+        && !ips.contains(&ip)
     {
-        if !ips.contains(&ip) {
-            ips.insert(0, ip);
-        }
+        ips.insert(0, ip);
     }
     Some(PodInfo {
         uid,
@@ -48,11 +47,17 @@ pub(crate) fn is_active(pod: &Pod) -> bool {
     )
 }
 
+/// How many recently deleted pod UIDs are remembered (so a racing direct lookup cannot
+/// resurrect a pod whose deletion the watch has already delivered).
+const TOMBSTONES: usize = 4096;
+
 #[derive(Default)]
 pub(crate) struct PodIndex {
     by_uid: HashMap<String, Arc<PodInfo>>,
     active: HashSet<String>,
     by_ip: HashMap<IpAddr, Vec<String>>,
+    tombstones: HashSet<String>,
+    tombstone_order: VecDeque<String>,
 }
 
 impl PodIndex {
@@ -116,13 +121,93 @@ impl PodIndex {
             self.unindex_ips(&old);
         }
         self.active.remove(uid);
+        if self.tombstones.insert(uid.to_string()) {
+            self.tombstone_order.push_back(uid.to_string());
+            if self.tombstone_order.len() > TOMBSTONES
+                && let Some(old) = self.tombstone_order.pop_front()
+            {
+                self.tombstones.remove(&old);
+            }
+        }
+    }
+
+    /// Add a pod seen by a direct list, unless the index already knows it (the watch is
+    /// authoritative) or it was deleted recently. Returns whether it was added.
+    pub fn add_from_direct(&mut self, pod: &Pod) -> bool {
+        match pod.metadata.uid.as_deref() {
+            Some(uid) if !self.by_uid.contains_key(uid) && !self.tombstones.contains(uid) => {
+                self.apply(pod);
+                true
+            }
+            _ => false,
+        }
     }
 
     /// Replace everything with `pods` (after a (re)list).
     pub fn rebuild<'a>(&mut self, pods: impl IntoIterator<Item = &'a Pod>) {
-        *self = PodIndex::default();
+        let tombstones = std::mem::take(&mut self.tombstones);
+        let tombstone_order = std::mem::take(&mut self.tombstone_order);
+        *self = PodIndex {
+            tombstones,
+            tombstone_order,
+            ..Default::default()
+        };
         for p in pods {
             self.apply(p);
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn pod(uid: &str, ip: &str, phase: &str) -> Pod {
+        serde_json::from_value(serde_json::json!({
+            "metadata": {"name": uid, "namespace": "ns", "uid": uid},
+            "spec": {"containers": []},
+            "status": {"phase": phase, "podIP": ip, "podIPs": [{"ip": ip}, {"ip": "fd00::1"}]}
+        }))
+        .unwrap()
+    }
+
+    #[test]
+    fn indexes_active_pods_by_ip_and_tombstones_deletions() {
+        let mut idx = PodIndex::default();
+        idx.apply(&pod("a", "10.0.0.1", "Running"));
+        idx.apply(&pod("b", "10.0.0.1", "Succeeded"));
+        let a = idx.get("a").unwrap();
+        assert_eq!(a.service_account, "default");
+        assert_eq!(a.ips.len(), 2, "podIP and podIPs merged without duplicates");
+        let by_ip: Vec<_> = idx
+            .by_ip("10.0.0.1".parse().unwrap())
+            .iter()
+            .map(|p| p.uid.clone())
+            .collect();
+        assert_eq!(by_ip, vec!["a"], "completed pods are not indexed by IP");
+        assert!(idx.get("b").is_some(), "but still known by UID");
+        // IP change moves the index entry.
+        idx.apply(&pod("a", "10.0.0.2", "Running"));
+        assert!(idx.by_ip("10.0.0.1".parse().unwrap()).is_empty());
+        assert_eq!(idx.by_ip("10.0.0.2".parse().unwrap()).len(), 1);
+        // Deleted pods cannot be resurrected by a racing direct list; unknown ones can be added.
+        idx.delete(&pod("a", "10.0.0.2", "Running"));
+        assert!(!idx.add_from_direct(&pod("a", "10.0.0.2", "Running")));
+        assert!(idx.get("a").is_none());
+        assert!(idx.add_from_direct(&pod("c", "10.0.0.3", "Pending")));
+        assert!(
+            !idx.add_from_direct(&pod("c", "10.0.0.9", "Running")),
+            "known pods are left to the watch"
+        );
+        assert_eq!(idx.get("c").unwrap().ips[0].to_string(), "10.0.0.3");
+        // A relist keeps the tombstones.
+        idx.rebuild([&pod("d", "10.0.0.4", "Running")]);
+        assert_eq!(idx.len(), 1);
+        assert!(!idx.add_from_direct(&pod("a", "10.0.0.2", "Running")));
+        // Pods without a UID are ignored.
+        let mut no_uid = pod("x", "10.0.0.5", "Running");
+        no_uid.metadata.uid = None;
+        idx.apply(&no_uid);
+        assert_eq!(idx.len(), 1);
     }
 }

@@ -3,23 +3,20 @@
 use std::collections::BTreeMap;
 use std::fmt::Debug;
 use std::net::IpAddr;
-use std::sync::{Arc, Mutex, RwLock};
+use std::sync::Arc;
 use std::time::Duration;
 
-use futures::StreamExt;
 use k8s_openapi::api::core::v1::{Namespace, Pod, ServiceAccount};
 use kube::api::{Api, ListParams};
 use kube::runtime::reflector::{self, ObjectRef, Store};
-use kube::runtime::utils::Backoff;
 use kube::runtime::watcher;
 use kube::{Client, Resource};
 use serde::de::DeserializeOwned;
-use tokio::sync::Notify;
 use tokio::task::AbortHandle;
 use tokio::time::Instant;
 
 use super::crd::PodIdentityAssociation;
-use super::kube_index::PodIndex;
+use super::kube_watch::{Shared, WatchSpec, spawn_watch};
 use super::{Association, Inventory, InventoryError, PodInfo};
 
 /// Settings of the Kubernetes source.
@@ -74,73 +71,6 @@ pub fn client_for_url(url: &str) -> Result<Client, InventoryError> {
     Client::try_from(cfg).map_err(|e| InventoryError::Api(e.to_string()))
 }
 
-#[derive(Clone)]
-struct ExpBackoff {
-    initial: Duration,
-    max: Duration,
-    next: Duration,
-}
-
-impl Iterator for ExpBackoff {
-    type Item = Duration;
-    fn next(&mut self) -> Option<Duration> {
-        let d = self.next;
-        self.next = (self.next * 2).min(self.max);
-        Some(d)
-    }
-}
-
-impl Backoff for ExpBackoff {
-    fn reset(&mut self) {
-        self.next = self.initial;
-    }
-}
-
-#[derive(Default)]
-struct WatchStatus {
-    synced: bool,
-    error: Option<(String, Instant)>,
-}
-
-#[derive(Default)]
-struct Shared {
-    pods: RwLock<PodIndex>,
-    pod_changed: Notify,
-    status: Mutex<BTreeMap<&'static str, WatchStatus>>,
-}
-
-impl Shared {
-    fn record(&self, name: &'static str, result: Result<bool, String>) {
-        let mut st = self.status.lock().unwrap_or_else(|e| e.into_inner());
-        let s = st.entry(name).or_default();
-        match result {
-            Ok(init_done) => {
-                if s.error.take().is_some() {
-                    tracing::info!(resource = name, "watch recovered");
-                }
-                s.synced |= init_done;
-            }
-            Err(e) => {
-                tracing::warn!(resource = name, error = %e, "watch failed; serving last known state");
-                let since = s
-                    .error
-                    .as_ref()
-                    .map(|(_, t)| *t)
-                    .unwrap_or_else(Instant::now);
-                s.error = Some((e, since));
-            }
-        }
-    }
-
-    fn pods_write(&self) -> std::sync::RwLockWriteGuard<'_, PodIndex> {
-        self.pods.write().unwrap_or_else(|e| e.into_inner())
-    }
-
-    fn pods_read(&self) -> std::sync::RwLockReadGuard<'_, PodIndex> {
-        self.pods.read().unwrap_or_else(|e| e.into_inner())
-    }
-}
-
 /// The Kubernetes [`Inventory`]. Built by [`KubeInventory::start`], which spawns one
 /// reflector task per resource on the current tokio runtime; dropping the inventory stops
 /// them. While the API server is unreachable the last known state keeps serving and
@@ -153,6 +83,8 @@ pub struct KubeInventory {
     service_accounts: Store<ServiceAccount>,
     associations: Option<Store<PodIdentityAssociation>>,
     tasks: Vec<AbortHandle>,
+    /// Start time of the last direct pod list (coalesces concurrent lookups).
+    direct: tokio::sync::Mutex<Option<Instant>>,
 }
 
 impl Drop for KubeInventory {
@@ -163,59 +95,19 @@ impl Drop for KubeInventory {
     }
 }
 
-/// Run one reflector: a kube `watcher` feeding a reflector [`Store`] writer and `on_event`.
-/// On any error the watcher is dropped and, after a backoff, restarted from a fresh list
-/// (as client-go's reflector does), so recovery is observable (the relist yields events) and
-/// objects deleted during an outage are dropped.
-fn spawn_watch<K>(
-    name: &'static str,
-    api: Api<K>,
-    wc: watcher::Config,
-    cfg: &KubeInventoryConfig,
-    shared: Arc<Shared>,
-    mut writer: reflector::store::Writer<K>,
-    mut on_event: impl FnMut(&watcher::Event<K>) + Send + 'static,
-) -> AbortHandle
-where
-    K: Resource + Clone + DeserializeOwned + Debug + Send + Sync + 'static,
-    K::DynamicType: Default + Eq + std::hash::Hash + Clone + Send + Sync,
-{
-    let mut backoff = ExpBackoff {
-        initial: cfg.backoff_initial,
-        max: cfg.backoff_max,
-        next: cfg.backoff_initial,
-    };
-    let task = tokio::spawn(async move {
-        loop {
-            let mut stream = std::pin::pin!(watcher(api.clone(), wc.clone()));
-            while let Some(item) = stream.next().await {
-                match item {
-                    Ok(ev) => {
-                        writer.apply_watcher_event(&ev);
-                        // `Init` is emitted before the list request: not yet proof of health.
-                        if !matches!(ev, watcher::Event::Init) {
-                            shared.record(name, Ok(matches!(ev, watcher::Event::InitDone)));
-                            backoff.reset();
-                        }
-                        on_event(&ev);
-                    }
-                    Err(e) => {
-                        shared.record(name, Err(e.to_string()));
-                        break;
-                    }
-                }
-            }
-            let delay = backoff.next().unwrap_or(backoff.max);
-            tokio::time::sleep(delay).await;
+impl KubeInventoryConfig {
+    fn spec(&self, name: &'static str, optional: bool) -> WatchSpec {
+        WatchSpec {
+            name,
+            backoff: (self.backoff_initial, self.backoff_max),
+            optional,
         }
-    });
-    task.abort_handle()
+    }
 }
 
 fn simple_watch<K>(
-    name: &'static str,
+    spec: WatchSpec,
     api: Api<K>,
-    cfg: &KubeInventoryConfig,
     shared: &Arc<Shared>,
     tasks: &mut Vec<AbortHandle>,
 ) -> Store<K>
@@ -226,22 +118,15 @@ where
     let writer = reflector::store::Writer::<K>::default();
     let store = writer.as_reader();
     let wc = watcher::Config::default();
-    tasks.push(spawn_watch(
-        name,
-        api,
-        wc,
-        cfg,
-        shared.clone(),
-        writer,
-        |_| {},
-    ));
+    tasks.push(spawn_watch(spec, api, wc, shared.clone(), writer, |_| {}));
     store
 }
 
 impl KubeInventory {
     /// Start the reflectors (pods on `config.node_name`, namespaces, service accounts and,
-    /// if enabled, `PodIdentityAssociation`s). Returns at once; [`Inventory::synced`] tells
-    /// when the initial lists are in. Must be called within a tokio runtime.
+    /// if enabled, `PodIdentityAssociation`s — a missing CRD counts as "no associations",
+    /// with a warning). Returns at once; [`Inventory::synced`] tells when the initial lists
+    /// are in. Must be called within a tokio runtime.
     pub fn start(client: Client, config: KubeInventoryConfig) -> Arc<Self> {
         let shared = Arc::new(Shared::default());
         let mut tasks = Vec::new();
@@ -252,10 +137,9 @@ impl KubeInventory {
         let pod_store = writer.as_reader();
         let pod_shared = shared.clone();
         tasks.push(spawn_watch(
-            "pods",
+            config.spec("pods", false),
             pods,
             wc,
-            &config,
             shared.clone(),
             writer,
             move |ev| {
@@ -263,8 +147,8 @@ impl KubeInventory {
                 match ev {
                     watcher::Event::Apply(p) | watcher::Event::InitApply(p) => idx.apply(p),
                     watcher::Event::Delete(p) => idx.delete(p),
-                    // The reflector has just replaced its store with the complete list: drop
-                    // pods that vanished while the watch was down.
+                    // The store has just been replaced with the complete list: drop pods
+                    // that vanished while the watch was down.
                     watcher::Event::InitDone => {
                         idx.rebuild(pod_store.state().iter().map(|p| p.as_ref()))
                     }
@@ -276,24 +160,21 @@ impl KubeInventory {
         ));
 
         let namespaces = simple_watch(
-            "namespaces",
+            config.spec("namespaces", false),
             Api::all(client.clone()),
-            &config,
             &shared,
             &mut tasks,
         );
         let service_accounts = simple_watch(
-            "serviceaccounts",
+            config.spec("serviceaccounts", false),
             Api::all(client.clone()),
-            &config,
             &shared,
             &mut tasks,
         );
         let associations = config.watch_associations.then(|| {
             simple_watch(
-                "podidentityassociations",
+                config.spec("podidentityassociations", true),
                 Api::all(client.clone()),
-                &config,
                 &shared,
                 &mut tasks,
             )
@@ -306,7 +187,14 @@ impl KubeInventory {
             service_accounts,
             associations,
             tasks,
+            direct: tokio::sync::Mutex::new(None),
         })
+    }
+
+    /// Resource types the API server does not serve (e.g. `podidentityassociations` when
+    /// the CRD is not installed), for `/readyz` details.
+    pub fn absent_resources(&self) -> Vec<&'static str> {
+        self.shared.absent()
     }
 
     /// Wait (up to `timeout`) until every reflector has completed its first list.
@@ -374,43 +262,44 @@ impl Inventory for KubeInventory {
     }
 
     fn synced(&self) -> bool {
-        let st = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
-        st.values().filter(|s| s.synced).count() >= self.expected_watches()
+        self.shared.synced_count() >= self.expected_watches()
     }
 
     fn stale(&self) -> Option<String> {
-        let st = self.shared.status.lock().unwrap_or_else(|e| e.into_inner());
-        let failing: Vec<String> = st
-            .iter()
-            .filter_map(|(name, s)| {
-                let (e, since) = s.error.as_ref()?;
-                Some(format!(
-                    "{name} watch failing for {}s: {e}",
-                    since.elapsed().as_secs()
-                ))
-            })
-            .collect();
-        (!failing.is_empty()).then(|| failing.join("; "))
+        self.shared.stale()
     }
 
     /// Direct lookup: list this node's pods (`spec.nodeName` field selector; pods cannot be
     /// selected by UID) and index the one with `uid`.
+    ///
+    /// Concurrent callers share one list: a caller that finds a list started after it asked
+    /// uses that result. Pods unknown to the index are added (all of them, so other waiters
+    /// benefit); pods the index knows are left to the watch.
     async fn refresh_pod(&self, uid: &str) -> Result<Option<Arc<PodInfo>>, InventoryError> {
+        let asked = Instant::now();
+        let mut last = self.direct.lock().await;
+        if last.is_some_and(|t| t >= asked) {
+            return Ok(self.pod_by_uid(uid));
+        }
+        *last = Some(Instant::now());
         let api: Api<Pod> = Api::all(self.client.clone());
         let lp = ListParams::default().fields(&format!("spec.nodeName={}", self.node));
         let list = api
             .list(&lp)
             .await
             .map_err(|e| InventoryError::Api(e.to_string()))?;
-        let Some(pod) = list
-            .items
-            .iter()
-            .find(|p| p.metadata.uid.as_deref() == Some(uid))
-        else {
-            return Ok(None);
+        drop(last);
+        let added = {
+            let mut idx = self.shared.pods_write();
+            list.items.iter().filter(|p| idx.add_from_direct(p)).count()
         };
-        self.shared.pods_write().apply(pod);
-        self.shared.pod_changed.notify_waiters();
+        if added > 0 {
+            tracing::debug!(
+                added,
+                "direct pod list found pods the watch had not delivered yet"
+            );
+            self.shared.pod_changed.notify_waiters();
+        }
         Ok(self.pod_by_uid(uid))
     }
 

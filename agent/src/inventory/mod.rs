@@ -14,6 +14,7 @@ use crate::policy::RoleSpec;
 mod crd;
 mod kube_index;
 mod kube_source;
+mod kube_watch;
 mod memory;
 mod static_file;
 mod token_review;
@@ -27,7 +28,10 @@ pub use static_file::{
     MAX_STATIC_FILE_BYTES, StaticAssociation, StaticFile, StaticFileError, StaticInventory,
     StaticNamespace, StaticWorkload, derived_uid,
 };
-pub use token_review::{KubeTokenReviewer, ReviewedToken, TokenReviewError};
+pub use token_review::{
+    EXTRA_POD_NAME, EXTRA_POD_UID, KubeTokenReviewer, ReviewedToken, TokenReviewError,
+    interpret as interpret_token_review,
+};
 
 /// A pod as podiam needs it.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]

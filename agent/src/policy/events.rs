@@ -1,5 +1,9 @@
 //! Kubernetes Events for refused roles (kiam's `KiamRoleForbidden` idea): a `core/v1` Event on
 //! the pod, posted best-effort by [`EventRecorder`].
+use std::collections::HashMap;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
 use k8s_openapi::api::core::v1::{Event, EventSource, ObjectReference};
 use k8s_openapi::apimachinery::pkg::apis::meta::v1::{ObjectMeta, Time};
 use kube::api::{Api, PostParams};
@@ -63,23 +67,78 @@ pub fn refused_role_event(
     }
 }
 
+/// How long an identical Event (same pod UID, role and reason) is suppressed after posting.
+pub const DEFAULT_EVENT_DEDUPE: Duration = Duration::from_secs(600);
+/// (pod UID, role ARN or empty, reason).
+type DedupeKey = (String, String, String);
+
+/// Most suppression entries kept (oldest dropped beyond).
+const DEDUPE_MAX: usize = 4096;
+
 /// Posts refused-role Events through the Kubernetes API, best effort (failures are logged at
-/// `warn` and otherwise ignored).
+/// `warn` and otherwise ignored). Identical Events for one pod are posted at most once per
+/// dedupe window, so an SDK polling IMDS cannot flood the API server.
 #[derive(Clone)]
 pub struct EventRecorder {
     client: kube::Client,
     node: Option<String>,
+    dedupe: Duration,
+    recent: Arc<Mutex<HashMap<DedupeKey, Instant>>>,
 }
 
 impl EventRecorder {
-    /// `node`: this node's name, reported as the Event source host.
+    /// `node`: this node's name, reported as the Event source host. Dedupe window
+    /// [`DEFAULT_EVENT_DEDUPE`].
     pub fn new(client: kube::Client, node: Option<String>) -> Self {
-        Self { client, node }
+        Self {
+            client,
+            node,
+            dedupe: DEFAULT_EVENT_DEDUPE,
+            recent: Arc::default(),
+        }
     }
 
-    /// Post an Event for a refused role (see [`refused_role_event`]). Returns whether the API
-    /// server accepted it.
+    /// Change the dedupe window (zero: post every time).
+    pub fn with_dedupe(mut self, window: Duration) -> Self {
+        self.dedupe = window;
+        self
+    }
+
+    /// `true` if this (pod, role, reason) was posted within the window; else remembers it.
+    fn suppressed(&self, pod: &PodInfo, arn: Option<&str>, reason: &str) -> bool {
+        if self.dedupe.is_zero() {
+            return false;
+        }
+        let key = (
+            pod.uid.clone(),
+            arn.unwrap_or("").to_string(),
+            reason.to_string(),
+        );
+        let now = Instant::now();
+        let mut recent = self.recent.lock().unwrap_or_else(|e| e.into_inner());
+        if recent
+            .get(&key)
+            .is_some_and(|t| now.duration_since(*t) < self.dedupe)
+        {
+            return true;
+        }
+        if recent.len() >= DEDUPE_MAX {
+            let window = self.dedupe;
+            recent.retain(|_, t| now.duration_since(*t) < window);
+            if recent.len() >= DEDUPE_MAX {
+                recent.clear();
+            }
+        }
+        recent.insert(key, now);
+        false
+    }
+
+    /// Post an Event for a refused role (see [`refused_role_event`]). Returns whether an
+    /// Event was posted and accepted (`false` when suppressed as a duplicate or on error).
     pub async fn record_refused(&self, pod: &PodInfo, arn: Option<&str>, reason: &str) -> bool {
+        if self.suppressed(pod, arn, reason) {
+            return false;
+        }
         let ev = refused_role_event(
             pod,
             arn,

@@ -62,13 +62,22 @@ pub enum RoleDecision {
     /// The caller gets this role.
     Role(RoleSpec),
     /// The caller has no role mapped (→ IMDS 404).
-    NoRole { reason: String },
+    NoRole {
+        /// Why (no step matched, or the step that matched holds an invalid value).
+        reason: String,
+    },
     /// A mapping exists but policy refuses it (namespace restriction).
-    Denied { arn: String, reason: String },
+    Denied {
+        /// The refused role ARN.
+        arn: String,
+        /// The step and the restriction that refused it.
+        reason: String,
+    },
 }
 
 /// Resolves a caller's role. A changed mapping takes effect on the next call.
 #[async_trait::async_trait]
 pub trait RoleResolver: Send + Sync {
+    /// Decide `caller`'s role; never fails — refusals are [`RoleDecision`]s with reasons.
     async fn resolve_role(&self, caller: &Caller) -> RoleDecision;
 }

@@ -78,21 +78,21 @@ impl PolicyResolver {
             return RoleDecision::Role(spec);
         }
         let steps = self.config.steps;
-        if steps.associations {
-            if let Some(a) = self.inventory.association(ns, sa) {
-                let arn = a.role_arn.trim();
-                if let Err(e) = parse_role_arn(arn) {
-                    return RoleDecision::NoRole {
-                        reason: format!("association {} for {ns}/{sa}: {e}", a.name),
-                    };
-                }
-                return RoleDecision::Role(RoleSpec {
-                    arn: arn.to_string(),
-                    external_id: a.external_id.clone().filter(|s| !s.trim().is_empty()),
-                    session_tags: !a.disable_session_tags,
-                    source: RoleSource::Association,
-                });
+        if steps.associations
+            && let Some(a) = self.inventory.association(ns, sa)
+        {
+            let arn = a.role_arn.trim();
+            if let Err(e) = parse_role_arn(arn) {
+                return RoleDecision::NoRole {
+                    reason: format!("association {} for {ns}/{sa}: {e}", a.name),
+                };
             }
+            return RoleDecision::Role(RoleSpec {
+                arn: arn.to_string(),
+                external_id: a.external_id.clone().filter(|s| !s.trim().is_empty()),
+                session_tags: !a.disable_session_tags,
+                source: RoleSource::Association,
+            });
         }
         if steps.sa_annotation {
             let sa_arn = self
@@ -141,23 +141,23 @@ impl PolicyResolver {
                 return self.restricted(pod, spec, &format!("pod annotation {key}"));
             }
         }
-        if steps.default_role {
-            if let Some(d) = &self.config.default_role {
-                return match role_arn_from(d, self.base.as_deref()) {
-                    Ok(arn) => {
-                        let spec = RoleSpec {
-                            arn,
-                            external_id: None,
-                            session_tags: false,
-                            source: RoleSource::DefaultRole,
-                        };
-                        self.restricted(pod, spec, "default role")
-                    }
-                    Err(e) => RoleDecision::NoRole {
-                        reason: format!("default role: {e}"),
-                    },
-                };
-            }
+        if steps.default_role
+            && let Some(d) = &self.config.default_role
+        {
+            return match role_arn_from(d, self.base.as_deref()) {
+                Ok(arn) => {
+                    let spec = RoleSpec {
+                        arn,
+                        external_id: None,
+                        session_tags: false,
+                        source: RoleSource::DefaultRole,
+                    };
+                    self.restricted(pod, spec, "default role")
+                }
+                Err(e) => RoleDecision::NoRole {
+                    reason: format!("default role: {e}"),
+                },
+            };
         }
         RoleDecision::NoRole {
             reason: format!(

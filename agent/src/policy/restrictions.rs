@@ -94,7 +94,10 @@ impl Restrictions {
                     .build()
                     .map(|g| Matcher::Glob(g.compile_matcher()))
                     .map_err(|e| e.to_string()),
-                RestrictionFormat::Regexp => Regex::new(&format!("^(?:{full})$"))
+                // Compile the pattern alone first: one like `x)|(.*` only balances inside
+                // the wrapper and would escape the anchoring.
+                RestrictionFormat::Regexp => Regex::new(&full)
+                    .and_then(|_| Regex::new(&format!("^(?:{full})$")))
                     .map(Matcher::Regex)
                     .map_err(|e| e.to_string()),
             };

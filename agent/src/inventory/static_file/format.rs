@@ -184,10 +184,10 @@ pub(crate) fn compile_file(file: StaticFile) -> Result<Compiled, StaticFileError
             return Err(invalid(i, &w.name, "duplicate namespace/name"));
         }
         let mut ips = w.ips.clone();
-        if let Some(ip) = w.ip {
-            if !ips.contains(&ip) {
-                ips.insert(0, ip);
-            }
+        if let Some(ip) = w.ip
+            && !ips.contains(&ip)
+        {
+            ips.insert(0, ip);
         }
         if w.cgroup_path.is_none() && ips.is_empty() {
             return Err(invalid(

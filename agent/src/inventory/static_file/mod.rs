@@ -44,8 +44,13 @@
 //!       iam.amazonaws.com/role: batch
 //! ```
 //!
-//! Every workload needs `cgroupPath` or `ip`/`ips`. Unknown fields are errors (typos must
-//! not silently drop a restriction). The file may be at most [`MAX_STATIC_FILE_BYTES`].
+//! Every workload needs `cgroupPath` or `ip`/`ips`. With the kernel (cgroup) identity
+//! ([`crate::identity::KernelCallerResolver`]) a connection is accepted only when its peer IP
+//! is one of the workload's IPs (fail closed), so give `cgroupPath` workloads their `ip`/`ips`
+//! too; with the peer-IP identity only `ip`/`ips` are used. Namespace restrictions apply to
+//! `iam.amazonaws.com/role` annotations, not to `roleArn` (the file's author is the admin).
+//! Unknown fields are errors (typos must not silently drop a restriction). The file may be
+//! at most [`MAX_STATIC_FILE_BYTES`].
 //!
 //! # Reload
 //!
@@ -79,20 +84,30 @@ pub enum StaticFileError {
     /// The file could not be read.
     #[error("cannot read {path}: {error}")]
     Io {
+        /// The file.
         path: PathBuf,
+        /// The I/O error.
         error: std::io::Error,
     },
     /// The file is larger than the limit.
     #[error("file is {bytes} bytes, more than the {max}-byte limit")]
-    TooLarge { bytes: usize, max: usize },
+    TooLarge {
+        /// Size of the input, bytes.
+        bytes: usize,
+        /// The limit, bytes.
+        max: usize,
+    },
     /// YAML syntax error, wrong type or unknown field (message includes line/column).
     #[error("invalid YAML: {0}")]
     Parse(String),
     /// A workload entry is inconsistent.
     #[error("workload #{index} ({name:?}): {reason}")]
     Invalid {
+        /// 0-based position in `workloads`.
         index: usize,
+        /// The entry's `name`.
         name: String,
+        /// What is wrong.
         reason: String,
     },
 }

@@ -221,3 +221,31 @@ fn load_fails_fast_on_a_broken_first_version() {
         Err(StaticFileError::Io { .. })
     ));
 }
+
+/// The example in the module documentation parses and means what it says.
+#[test]
+fn documented_example_parses() {
+    let src = include_str!("mod.rs");
+    let yaml: String = src
+        .lines()
+        .filter_map(|l| l.strip_prefix("//!"))
+        .map(|l| l.strip_prefix(' ').unwrap_or(l))
+        .skip_while(|l| *l != "```yaml")
+        .skip(1)
+        .take_while(|l| *l != "```")
+        .map(|l| format!("{l}\n"))
+        .collect();
+    assert!(yaml.contains("workloads:"), "{yaml}");
+    let inv = StaticInventory::from_yaml(&yaml).unwrap();
+    let w = inv.workloads();
+    assert_eq!(w.len(), 2);
+    let web = inv.pod_for_cgroup_path("/podiam-demo/web/app").unwrap();
+    assert_eq!(
+        inv.workload_role(&web.uid).unwrap().external_id.as_deref(),
+        Some("shop-ext")
+    );
+    let batch = inv
+        .pod_by_uid("7d5b4c1e-0000-4000-8000-000000000001")
+        .unwrap();
+    assert_eq!(batch.annotations["iam.amazonaws.com/role"], "batch");
+}

@@ -7,8 +7,15 @@
 //! newline-delimited `WatchEvent`s from `resourceVersion`, `ERROR` 410 when that version is
 //! compacted), `GET` of a single pod, `POST` TokenReviews (answered from registered tokens)
 //! and `POST` Events (recorded). Test controls: silent changes (visible only to lists),
-//! forcing 410 Gone on every open watch, stopping and restarting the listener.
+//! forcing 410 Gone on every open watch, stopping and restarting the listener, serving a
+//! collection as missing (404, like an uninstalled CRD).
 #![allow(dead_code)]
+
+mod handlers;
+mod objects;
+
+use handlers::handle;
+pub use objects::*;
 
 use std::collections::{BTreeMap, HashMap};
 use std::convert::Infallible;
@@ -16,17 +23,16 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use bytes::Bytes;
-use http::{Method, Request, Response, StatusCode};
-use http_body_util::{BodyExt, Full, StreamBody, combinators::BoxBody};
-use hyper::body::{Frame, Incoming};
+use http::{Response, StatusCode};
+use http_body_util::{BodyExt, Full, combinators::BoxBody};
 use hyper::service::service_fn;
 use hyper_util::rt::TokioIo;
 use serde_json::{Value, json};
 use tokio::net::TcpListener;
-use tokio::sync::{broadcast, mpsc};
+use tokio::sync::broadcast;
 use tokio::task::AbortHandle;
 
-type Body = BoxBody<Bytes, Infallible>;
+pub(super) type Body = BoxBody<Bytes, Infallible>;
 
 /// Collections served, with their list kind and API path.
 pub const PODS: &str = "pods";
@@ -35,7 +41,7 @@ pub const SERVICE_ACCOUNTS: &str = "serviceaccounts";
 pub const ASSOCIATIONS: &str = "podidentityassociations";
 
 #[derive(Clone, Debug)]
-enum Msg {
+pub(super) enum Msg {
     Event {
         rv: u64,
         kind: &'static str,
@@ -44,26 +50,28 @@ enum Msg {
     Gone,
 }
 
-struct Collection {
-    objects: BTreeMap<String, Value>,
-    history: Vec<(u64, &'static str, Value)>,
-    compacted_at: u64,
-    tx: broadcast::Sender<(String, Msg)>,
+pub(super) struct Collection {
+    pub(super) objects: BTreeMap<String, Value>,
+    pub(super) history: Vec<(u64, &'static str, Value)>,
+    pub(super) compacted_at: u64,
+    pub(super) tx: broadcast::Sender<(String, Msg)>,
 }
 
 #[derive(Default)]
-struct State {
-    rv: u64,
-    collections: HashMap<&'static str, Collection>,
-    tokens: HashMap<String, Value>,
-    events: Vec<Value>,
-    requests: Vec<String>,
+pub(super) struct State {
+    pub(super) rv: u64,
+    pub(super) collections: HashMap<&'static str, Collection>,
+    pub(super) tokens: HashMap<String, Value>,
+    pub(super) events: Vec<Value>,
+    pub(super) requests: Vec<String>,
+    /// Collections answered with 404 (resource type not served, e.g. CRD not installed).
+    pub(super) missing: std::collections::HashSet<&'static str>,
 }
 
-struct Shared {
-    state: Mutex<State>,
-    conns: Mutex<Vec<AbortHandle>>,
-    accept: Mutex<Option<AbortHandle>>,
+pub(super) struct Shared {
+    pub(super) state: Mutex<State>,
+    pub(super) conns: Mutex<Vec<AbortHandle>>,
+    pub(super) accept: Mutex<Option<AbortHandle>>,
 }
 
 /// The fake API server handle. Dropping it stops the listener.
@@ -78,7 +86,7 @@ impl Drop for FakeApiServer {
     }
 }
 
-fn key_of(obj: &Value) -> String {
+pub(super) fn key_of(obj: &Value) -> String {
     let md = &obj["metadata"];
     format!(
         "{}/{}",
@@ -87,7 +95,7 @@ fn key_of(obj: &Value) -> String {
     )
 }
 
-fn list_kind(coll: &str) -> (&'static str, &'static str) {
+pub(super) fn list_kind(coll: &str) -> (&'static str, &'static str) {
     match coll {
         PODS => ("v1", "PodList"),
         NAMESPACES => ("v1", "NamespaceList"),
@@ -96,7 +104,7 @@ fn list_kind(coll: &str) -> (&'static str, &'static str) {
     }
 }
 
-fn percent_decode(s: &str) -> String {
+pub(super) fn percent_decode(s: &str) -> String {
     let b = s.as_bytes();
     let mut out = Vec::with_capacity(b.len());
     let mut i = 0;
@@ -123,19 +131,19 @@ fn percent_decode(s: &str) -> String {
     String::from_utf8_lossy(&out).into_owned()
 }
 
-fn query_map(q: Option<&str>) -> HashMap<String, String> {
+pub(super) fn query_map(q: Option<&str>) -> HashMap<String, String> {
     q.unwrap_or("")
         .split('&')
         .filter(|s| !s.is_empty())
-        .filter_map(|kv| {
+        .map(|kv| {
             let (k, v) = kv.split_once('=').unwrap_or((kv, ""));
-            Some((percent_decode(k), percent_decode(v)))
+            (percent_decode(k), percent_decode(v))
         })
         .collect()
 }
 
 /// Does `obj` pass a `fieldSelector` of the form `spec.nodeName=<node>` (others: all pass)?
-fn field_match(selector: Option<&String>, obj: &Value) -> bool {
+pub(super) fn field_match(selector: Option<&String>, obj: &Value) -> bool {
     let Some(sel) = selector else { return true };
     sel.split(',').all(|term| match term.split_once('=') {
         Some(("spec.nodeName", node)) => obj["spec"]["nodeName"].as_str() == Some(node),
@@ -143,7 +151,7 @@ fn field_match(selector: Option<&String>, obj: &Value) -> bool {
     })
 }
 
-fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
+pub(super) fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
     Response::builder()
         .status(status)
         .header("content-type", "application/json")
@@ -151,7 +159,7 @@ fn json_response(status: StatusCode, v: &Value) -> Response<Body> {
         .unwrap()
 }
 
-fn status_json(code: u16, reason: &str, message: &str) -> Value {
+pub(super) fn status_json(code: u16, reason: &str, message: &str) -> Value {
     json!({"kind": "Status", "apiVersion": "v1", "metadata": {}, "status": "Failure",
            "message": message, "reason": reason, "code": code})
 }
@@ -325,6 +333,16 @@ impl FakeApiServer {
             .insert(token.to_string(), status);
     }
 
+    /// Serve `coll` as a missing resource type (404 on list and watch), or serve it again.
+    pub fn set_missing(&self, coll: &'static str, missing: bool) {
+        let mut st = self.shared.state.lock().unwrap();
+        if missing {
+            st.missing.insert(coll);
+        } else {
+            st.missing.remove(coll);
+        }
+    }
+
     /// Events POSTed so far.
     pub fn events(&self) -> Vec<Value> {
         self.shared.state.lock().unwrap().events.clone()
@@ -334,227 +352,4 @@ impl FakeApiServer {
     pub fn requests(&self) -> Vec<String> {
         self.shared.state.lock().unwrap().requests.clone()
     }
-}
-
-/// Path → collection for the cluster-wide list/watch endpoints.
-fn collection_of(path: &str) -> Option<&'static str> {
-    match path {
-        "/api/v1/pods" => Some(PODS),
-        "/api/v1/namespaces" => Some(NAMESPACES),
-        "/api/v1/serviceaccounts" => Some(SERVICE_ACCOUNTS),
-        "/apis/podiam.io/v1alpha1/podidentityassociations" => Some(ASSOCIATIONS),
-        _ => None,
-    }
-}
-
-async fn handle(sh: Arc<Shared>, req: Request<Incoming>) -> Response<Body> {
-    let path = req.uri().path().to_string();
-    let q = query_map(req.uri().query());
-    sh.state.lock().unwrap().requests.push(format!(
-        "{} {}?{}",
-        req.method(),
-        path,
-        req.uri().query().unwrap_or("")
-    ));
-    let method = req.method().clone();
-    if method == Method::GET {
-        if let Some(coll) = collection_of(&path) {
-            return if q
-                .get("watch")
-                .map(|w| w == "true" || w == "1")
-                .unwrap_or(false)
-            {
-                watch(&sh, coll, &q)
-            } else {
-                list(&sh, coll, &q)
-            };
-        }
-        // GET /api/v1/namespaces/{ns}/pods/{name}
-        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        if let ["api", "v1", "namespaces", ns, "pods", name] = segs.as_slice() {
-            let st = sh.state.lock().unwrap();
-            return match st.collections[PODS].objects.get(&format!("{ns}/{name}")) {
-                Some(p) => json_response(StatusCode::OK, p),
-                None => json_response(
-                    StatusCode::NOT_FOUND,
-                    &status_json(404, "NotFound", &format!("pods \"{name}\" not found")),
-                ),
-            };
-        }
-    }
-    if method == Method::POST {
-        let body = req
-            .into_body()
-            .collect()
-            .await
-            .map(|b| b.to_bytes())
-            .unwrap_or_default();
-        let v: Value = serde_json::from_slice(&body).unwrap_or(Value::Null);
-        if path == "/apis/authentication.k8s.io/v1/tokenreviews" {
-            let token = v["spec"]["token"].as_str().unwrap_or("").to_string();
-            let st = sh.state.lock().unwrap();
-            let status = st.tokens.get(&token).cloned().unwrap_or_else(
-                || json!({"authenticated": false, "error": "invalid bearer token"}),
-            );
-            let mut out = v.clone();
-            out["status"] = status;
-            return json_response(StatusCode::CREATED, &out);
-        }
-        let segs: Vec<&str> = path.trim_start_matches('/').split('/').collect();
-        if let ["api", "v1", "namespaces", _ns, "events"] = segs.as_slice() {
-            let mut out = v.clone();
-            let mut st = sh.state.lock().unwrap();
-            let n = st.events.len();
-            let prefix = v["metadata"]["generateName"]
-                .as_str()
-                .unwrap_or("event.")
-                .to_string();
-            out["metadata"]["name"] = json!(format!("{prefix}{n:05}"));
-            st.events.push(out.clone());
-            return json_response(StatusCode::CREATED, &out);
-        }
-    }
-    json_response(
-        StatusCode::NOT_FOUND,
-        &status_json(404, "NotFound", &format!("{method} {path}")),
-    )
-}
-
-fn list(sh: &Shared, coll: &'static str, q: &HashMap<String, String>) -> Response<Body> {
-    let st = sh.state.lock().unwrap();
-    let c = &st.collections[coll];
-    let items: Vec<Value> = c
-        .objects
-        .values()
-        .filter(|o| field_match(q.get("fieldSelector"), o))
-        .cloned()
-        .collect();
-    let (api_version, kind) = list_kind(coll);
-    json_response(
-        StatusCode::OK,
-        &json!({"apiVersion": api_version, "kind": kind,
-                "metadata": {"resourceVersion": st.rv.to_string()}, "items": items}),
-    )
-}
-
-fn line(v: &Value) -> Bytes {
-    let mut s = v.to_string();
-    s.push('\n');
-    Bytes::from(s)
-}
-
-fn watch(sh: &Shared, coll: &'static str, q: &HashMap<String, String>) -> Response<Body> {
-    let since: u64 = q
-        .get("resourceVersion")
-        .and_then(|v| v.parse().ok())
-        .unwrap_or(0);
-    let selector = q.get("fieldSelector").cloned();
-    let (tx, mut rx_out) = mpsc::channel::<Bytes>(256);
-    let gone = || {
-        line(
-            &json!({"type": "ERROR", "object": status_json(410, "Expired", "too old resource version")}),
-        )
-    };
-    {
-        let st = sh.state.lock().unwrap();
-        let c = &st.collections[coll];
-        let mut live = c.tx.subscribe();
-        if since < c.compacted_at {
-            let _ = tx.try_send(gone());
-            drop(tx);
-        } else {
-            let mut last = since;
-            for (rv, kind, obj) in c.history.iter().filter(|(rv, _, _)| *rv > since) {
-                if field_match(selector.as_ref(), obj) {
-                    let _ = tx.try_send(line(&json!({"type": kind, "object": obj})));
-                }
-                last = *rv;
-            }
-            tokio::spawn(async move {
-                loop {
-                    match live.recv().await {
-                        Ok((_, Msg::Event { rv, kind, obj })) => {
-                            if rv <= last || !field_match(selector.as_ref(), &obj) {
-                                continue;
-                            }
-                            last = rv;
-                            if tx
-                                .send(line(&json!({"type": kind, "object": obj})))
-                                .await
-                                .is_err()
-                            {
-                                return;
-                            }
-                        }
-                        Ok((_, Msg::Gone)) | Err(broadcast::error::RecvError::Lagged(_)) => {
-                            let _ = tx.send(gone()).await;
-                            return;
-                        }
-                        Err(broadcast::error::RecvError::Closed) => return,
-                    }
-                }
-            });
-        }
-    }
-    let stream = futures::stream::poll_fn(move |cx| {
-        rx_out
-            .poll_recv(cx)
-            .map(|o| o.map(|b| Ok::<_, Infallible>(Frame::data(b))))
-    });
-    Response::builder()
-        .status(StatusCode::OK)
-        .header("content-type", "application/json")
-        .body(BodyExt::boxed(StreamBody::new(stream)))
-        .unwrap()
-}
-
-/// A Pod object as the API server returns it.
-pub fn pod(
-    ns: &str,
-    name: &str,
-    uid: &str,
-    node: &str,
-    ip: Option<&str>,
-    annotations: &[(&str, &str)],
-) -> Value {
-    let ann: serde_json::Map<String, Value> = annotations
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    let mut status = json!({"phase": "Running"});
-    if let Some(ip) = ip {
-        status["podIP"] = json!(ip);
-        status["podIPs"] = json!([{"ip": ip}]);
-    }
-    json!({"apiVersion": "v1", "kind": "Pod",
-           "metadata": {"name": name, "namespace": ns, "uid": uid, "annotations": ann},
-           "spec": {"nodeName": node, "serviceAccountName": "web", "containers": [{"name": "c", "image": "i"}]},
-           "status": status})
-}
-
-/// A Namespace object.
-pub fn namespace(name: &str, annotations: &[(&str, &str)]) -> Value {
-    let ann: serde_json::Map<String, Value> = annotations
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    json!({"apiVersion": "v1", "kind": "Namespace",
-           "metadata": {"name": name, "uid": format!("ns-{name}"), "annotations": ann}})
-}
-
-/// A ServiceAccount object.
-pub fn service_account(ns: &str, name: &str, annotations: &[(&str, &str)]) -> Value {
-    let ann: serde_json::Map<String, Value> = annotations
-        .iter()
-        .map(|(k, v)| (k.to_string(), json!(v)))
-        .collect();
-    json!({"apiVersion": "v1", "kind": "ServiceAccount",
-           "metadata": {"name": name, "namespace": ns, "uid": format!("sa-{ns}-{name}"), "annotations": ann}})
-}
-
-/// A PodIdentityAssociation object.
-pub fn association(name: &str, ns: &str, sa: &str, role_arn: &str) -> Value {
-    json!({"apiVersion": "podiam.io/v1alpha1", "kind": "PodIdentityAssociation",
-           "metadata": {"name": name, "uid": format!("pia-{name}")},
-           "spec": {"namespace": ns, "serviceAccount": sa, "roleArn": role_arn}})
 }
