@@ -65,6 +65,11 @@ impl PodIndex {
         self.by_uid.get(uid).cloned()
     }
 
+    /// Every indexed pod.
+    pub fn all(&self) -> Vec<Arc<PodInfo>> {
+        self.by_uid.values().cloned().collect()
+    }
+
     pub fn by_ip(&self, ip: IpAddr) -> Vec<Arc<PodInfo>> {
         self.by_ip
             .get(&ip)

@@ -229,6 +229,10 @@ impl Inventory for KubeInventory {
         self.shared.pods_read().get(uid)
     }
 
+    fn pods(&self) -> Vec<Arc<PodInfo>> {
+        self.shared.pods_read().all()
+    }
+
     fn pods_by_ip(&self, ip: IpAddr) -> Vec<Arc<PodInfo>> {
         self.shared.pods_read().by_ip(ip)
     }

@@ -119,6 +119,10 @@ impl Inventory for MemoryInventory {
         self.read().pods.get(uid).cloned()
     }
 
+    fn pods(&self) -> Vec<Arc<PodInfo>> {
+        self.read().pods.values().cloned().collect()
+    }
+
     fn pods_by_ip(&self, ip: IpAddr) -> Vec<Arc<PodInfo>> {
         let mut v: Vec<_> = self
             .read()

@@ -90,6 +90,10 @@ pub trait Inventory: Send + Sync {
     /// The pod with `metadata.uid == uid`, if currently known.
     fn pod_by_uid(&self, uid: &str) -> Option<Arc<PodInfo>>;
 
+    /// Every pod currently known (active or not), in no particular order. Used to prefetch
+    /// credentials for mapped pods as they appear.
+    fn pods(&self) -> Vec<Arc<PodInfo>>;
+
     /// Active pods (IP assigned, phase not `Succeeded`/`Failed`) that have `ip` among
     /// `status.podIPs`. More than one entry means the IP is ambiguous (reuse, hostNetwork).
     fn pods_by_ip(&self, ip: IpAddr) -> Vec<Arc<PodInfo>>;

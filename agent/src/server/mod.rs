@@ -2,7 +2,7 @@
 //! the operations listener (`/healthz`, `/readyz`, `/metrics`).
 //!
 //! Wiring (from `podiam agent`):
-//! ```ignore
+//! ```text
 //! let mut metrics = Metrics::new();            // other modules register families here
 //! let metrics = Arc::new(metrics);
 //! let state = Arc::new(AppState::new(&config, Services { callers, roles, credentials,

@@ -154,6 +154,11 @@ pub struct Args {
     /// Minimum remaining lifetime of served credentials, in seconds.
     #[arg(long, env = "PODIAM_MIN_REMAINING", default_value_t = 1800)]
     pub min_remaining: u64,
+    /// Fetch credentials for a mapped pod as soon as it appears, before its first request
+    /// (`--prefetch=false` to fetch on first request only).
+    #[arg(long, env = "PODIAM_PREFETCH", default_value_t = true,
+          num_args = 0..=1, default_missing_value = "true", action = clap::ArgAction::Set)]
+    pub prefetch: bool,
     /// AWS region for STS (default: AWS_REGION, profile, or IMDS).
     #[arg(long, env = "AWS_REGION")]
     pub region: Option<String>,

@@ -8,16 +8,19 @@ use anyhow::{Context as _, bail};
 use tokio_util::sync::CancellationToken;
 
 use super::args::{Args, IdentityKind, InventoryKind};
+use super::background::EventingResolver;
 use crate::datapath::{self, Datapath, DatapathConfig, OriginLookup};
 use crate::identity::{CallerResolver, KernelCallerResolver, PeerIpCallerResolver};
 use crate::imds::{HttpImdsUpstream, ImdsOptions};
 use crate::inventory::{
     Inventory, KubeInventory, KubeInventoryConfig, KubeTokenReviewer, StaticInventory,
-    client_for_url,
+    client_default, client_for_url,
 };
 use crate::metrics::Metrics;
 use crate::podidentity::{Hs256TokenValidator, PodIdentityOptions, TokenValidator};
-use crate::policy::{PolicyConfig, PolicyResolver, PolicySteps, RestrictionFormat};
+use crate::policy::{
+    EventRecorder, PolicyConfig, PolicyResolver, PolicySteps, RestrictionFormat, RoleResolver,
+};
 use crate::server::{AppState, Readiness, ReadinessCheck, ReadinessFlag, ServerConfig, Services};
 use crate::vend::{AwsSts, StsClientConfig, VendCache, VendConfig, VendMetrics};
 
@@ -29,6 +32,7 @@ pub(super) struct Parts {
     pub readiness: Readiness,
     pub cache: Arc<VendCache>,
     pub inventory: Arc<dyn Inventory>,
+    pub policy: Arc<PolicyResolver>,
 }
 
 impl Parts {
@@ -36,13 +40,22 @@ impl Parts {
         let mut metrics = Metrics::new();
         let mut readiness = Readiness::new();
 
-        let (inventory, validator) = inventory(args, &shutdown).await?;
+        let (inventory, validator, events) = inventory(args, &shutdown).await?;
         readiness.add(Arc::new(InventoryReadiness(inventory.clone())));
 
         let callers = callers(args, inventory.clone(), &mut metrics, &mut readiness)?;
 
-        let policy = PolicyResolver::new(inventory.clone(), policy_config(args)?)
-            .context("bad role flags (--base-role-arn / --default-role)")?;
+        let policy = Arc::new(
+            PolicyResolver::new(inventory.clone(), policy_config(args)?)
+                .context("bad role flags (--base-role-arn / --default-role)")?,
+        );
+        let roles: Arc<dyn RoleResolver> = match events {
+            Some(recorder) => Arc::new(EventingResolver {
+                inner: policy.clone(),
+                recorder,
+            }),
+            None => policy.clone(),
+        };
 
         let vend_metrics = VendMetrics::new();
         vend_metrics.register(metrics.registry_mut());
@@ -75,7 +88,7 @@ impl Parts {
             &config,
             Services {
                 callers,
-                roles: Arc::new(policy),
+                roles,
                 credentials: cache.clone(),
                 validator,
                 upstream: Arc::new(upstream),
@@ -89,14 +102,20 @@ impl Parts {
             readiness,
             cache,
             inventory,
+            policy,
         })
     }
 }
 
-async fn inventory(
-    args: &Args,
-    shutdown: &CancellationToken,
-) -> anyhow::Result<(Arc<dyn Inventory>, Arc<dyn TokenValidator>)> {
+/// The inventory, the container-credentials token validator, and (Kubernetes only) the
+/// Event recorder for refused roles.
+type InventoryParts = (
+    Arc<dyn Inventory>,
+    Arc<dyn TokenValidator>,
+    Option<EventRecorder>,
+);
+
+async fn inventory(args: &Args, shutdown: &CancellationToken) -> anyhow::Result<InventoryParts> {
     match args.inventory {
         InventoryKind::Static => {
             let Some(path) = &args.static_file else {
@@ -117,7 +136,7 @@ async fn inventory(
                 ),
                 None => Arc::new(Hs256TokenValidator::refuse_all()),
             };
-            Ok((inv, validator))
+            Ok((inv, validator, None))
         }
         InventoryKind::Kubernetes => {
             let Some(node) = &args.node else {
@@ -125,12 +144,13 @@ async fn inventory(
             };
             let client = match &args.api_server {
                 Some(url) => client_for_url(url)?,
-                None => kube::Client::try_default()
+                None => client_default()
                     .await
                     .context("no Kubernetes config (in-cluster or kubeconfig)")?,
             };
             let inv = KubeInventory::start(client.clone(), KubeInventoryConfig::new(node.clone()));
-            Ok((inv, Arc::new(KubeTokenReviewer::new(client))))
+            let events = EventRecorder::new(client.clone(), Some(node.clone()));
+            Ok((inv, Arc::new(KubeTokenReviewer::new(client)), Some(events)))
         }
     }
 }

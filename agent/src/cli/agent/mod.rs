@@ -2,11 +2,11 @@
 //! inventory, and serves IMDS and container credentials on the node address until SIGTERM;
 //! the pinned programs stay attached after exit (fail closed across restarts).
 mod args;
+mod background;
 mod build;
 
 use std::process::ExitCode;
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context as _;
 use tokio_util::sync::CancellationToken;
@@ -49,6 +49,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         readiness,
         cache,
         inventory,
+        policy,
     } = parts;
 
     let proxy = server::bind_listeners(&config.proxy_addrs).await?;
@@ -57,24 +58,8 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on {}", config.ops_addr))?;
     tracing::info!(proxy = ?config.proxy_addrs, ops = %config.ops_addr, "serving");
 
-    // Sessions of pods that are gone stop refreshing.
-    let sweeper = {
-        let shutdown = shutdown.clone();
-        tokio::spawn(async move {
-            let mut tick = tokio::time::interval(Duration::from_secs(30));
-            loop {
-                tokio::select! {
-                    _ = shutdown.cancelled() => break,
-                    _ = tick.tick() => {
-                        let dropped = cache.retain_pods(|uid| inventory.pod_by_uid(uid).is_some());
-                        if dropped > 0 {
-                            tracing::info!(dropped, "evicted sessions of deleted pods");
-                        }
-                    }
-                }
-            }
-        })
-    };
+    let keeper =
+        background::spawn_session_keeper(inventory, policy, cache, args.prefetch, shutdown.clone());
 
     tokio::spawn(wait_for_signal(shutdown.clone()));
     let ops_state = Arc::new(OpsState { metrics, readiness });
@@ -84,7 +69,7 @@ async fn serve(args: Args) -> anyhow::Result<()> {
         server::serve_ops(ops, ops_state, &limits, shutdown.clone()),
     );
     shutdown.cancel();
-    let _ = sweeper.await;
+    let _ = keeper.await;
     result?;
     tracing::info!(
         "stopped; eBPF programs stay pinned (pods get connection refused until the next start)"

@@ -255,6 +255,10 @@ impl Inventory for StaticInventory {
         self.current().by_uid.get(uid).cloned()
     }
 
+    fn pods(&self) -> Vec<Arc<PodInfo>> {
+        self.current().pods.clone()
+    }
+
     fn pods_by_ip(&self, ip: IpAddr) -> Vec<Arc<PodInfo>> {
         self.current()
             .pods
