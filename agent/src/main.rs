@@ -1,3 +1,4 @@
-fn main() -> anyhow::Result<()> {
-    Ok(())
+//! `podiam` binary: see [`podiam::cli`].
+fn main() -> std::process::ExitCode {
+    podiam::cli::main()
 }

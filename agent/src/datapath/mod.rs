@@ -1,6 +1,27 @@
 //! Datapath: loads, attaches and pins the eBPF programs from `podiam-ebpf`, and answers
 //! "who made this connection?" from the kernel's origin records.
+//!
+//! Entry points: [`Datapath::attach`] (load + attach + pin, adopting existing pins),
+//! [`Datapath::open`] (maps of an attached datapath), [`Datapath::status`],
+//! [`Datapath::uninstall`], [`doctor`]. Kernel side and map layouts: `agent-ebpf`.
 use std::net::SocketAddr;
+
+pub mod cgroup;
+pub mod config;
+pub mod doctor;
+mod error;
+mod loader;
+mod maps;
+pub mod pins;
+pub mod sys;
+
+pub use cgroup::find_cgroup2_root;
+pub use config::{DEFAULT_AGENT_MARK, DEFAULT_PIN_DIR, DatapathConfig};
+pub use doctor::{Check, DoctorOptions, doctor, doctor_with};
+pub use error::{DatapathError, error_chain};
+pub use loader::Datapath;
+pub use maps::Counters;
+pub use pins::{Status, Uninstalled};
 
 /// Which metadata service a redirected connection was aimed at.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, serde::Serialize)]
