@@ -149,8 +149,10 @@ pub fn render(results: &[KernelResult]) -> String {
     for r in results {
         for t in r.tests.iter().filter(|t| t.status == "FAILED") {
             s.push_str(&format!(
-                "\n---- kernel {}: {} output ----\n{}",
-                r.label, t.name, t.output
+                "\n---- kernel {}: {} output ----\n{}\n",
+                r.label,
+                t.name,
+                t.output.trim()
             ));
         }
     }
