@@ -70,10 +70,53 @@ fn cmdline_word(name: &str, value: &str) -> anyhow::Result<String> {
     Ok(format!("{name}={value}"))
 }
 
+/// Tools the VM suite needs that are not on this machine (empty when all are present).
+fn missing_tools() -> Vec<&'static str> {
+    let on_path = |tool: &str| {
+        crate::util::test_path()
+            .split(':')
+            .any(|d| std::path::Path::new(d).join(tool).is_file())
+    };
+    let mut missing: Vec<&'static str> = [
+        "qemu-system-x86_64",
+        "cpio",
+        "xz",
+        "gzip",
+        "strip",
+        "ldd",
+        "musl-gcc",
+        "bpf-linker",
+        "apt-get",
+        "dpkg",
+    ]
+    .into_iter()
+    .filter(|t| !on_path(t))
+    .collect();
+    for f in ["/bin/busybox", "/usr/sbin/ip"] {
+        if !std::path::Path::new(f).is_file() {
+            missing.push(f);
+        }
+    }
+    let targets = crate::util::stdout_of(std::process::Command::new("rustup").args([
+        "target",
+        "list",
+        "--installed",
+    ]));
+    if !targets.lines().any(|l| l.trim() == binaries::TARGET) {
+        missing.push(binaries::TARGET);
+    }
+    missing
+}
+
 /// Runs the VM suite on every requested kernel; fails if any kernel fails, its sentinel is
 /// missing, or no test ran. Prints the pass/fail table either way.
 pub fn run(args: &VmTestArgs) -> anyhow::Result<()> {
     let started = Instant::now();
+    let missing = missing_tools();
+    if !missing.is_empty() {
+        eprintln!("vm-test: missing {missing:?}; running setup");
+        crate::setup::run_setup_steps()?;
+    }
     let kernels = if args.kernels.is_empty() {
         vec!["6.1".to_string(), "6.12".to_string()]
     } else {
