@@ -53,6 +53,9 @@ impl VmTestArgs {
     }
 }
 
+/// Console lines shown in the report for a kernel that failed without a failed test.
+const CONSOLE_TAIL: usize = 40;
+
 /// `target/vm/` of the workspace.
 fn vm_dir() -> PathBuf {
     crate::util::root().join("target").join("vm")
@@ -166,6 +169,7 @@ pub fn run(args: &VmTestArgs) -> anyhow::Result<()> {
             rc,
             ending: boot.ending,
             elapsed: boot.elapsed,
+            console_tail: boot.lines[boot.lines.len().saturating_sub(CONSOLE_TAIL)..].to_vec(),
         });
         if args.keep {
             eprintln!("vm-test: kept {}", work.display());

@@ -33,6 +33,9 @@ pub struct KernelResult {
     pub rc: Option<i32>,
     pub ending: Ending,
     pub elapsed: Duration,
+    /// The last console lines (shown when the kernel fails without a failed test: panic,
+    /// timeout, missing sentinel, a crash of the test binary).
+    pub console_tail: Vec<String>,
 }
 
 impl KernelResult {
@@ -156,6 +159,15 @@ pub fn render(results: &[KernelResult]) -> String {
             ));
         }
     }
+    for r in results.iter().filter(|r| !r.passed()) {
+        if r.tests.iter().all(|t| t.status != "FAILED") {
+            s.push_str(&format!(
+                "\n---- kernel {}: last console lines ----\n{}\n",
+                r.label,
+                r.console_tail.join("\n")
+            ));
+        }
+    }
     let total: Duration = results.iter().map(|r| r.elapsed).sum();
     s.push_str(&format!("\ntotal VM time: {:.1}s\n", total.as_secs_f64()));
     s
@@ -214,6 +226,7 @@ mod tests {
             rc: Some(0),
             ending: Ending::Exited,
             elapsed: Duration::from_secs(1),
+            console_tail: vec!["Kernel panic - not syncing".into()],
         };
         assert!(r.passed());
         r.rc = None;
@@ -224,7 +237,9 @@ mod tests {
         r.ending = Ending::Exited;
         r.tests.clear();
         assert_eq!(r.verdict(), "FAIL (no tests ran)");
-        assert!(render(&[r]).contains("no test results"));
+        let text = render(&[r]);
+        assert!(text.contains("no test results"));
+        assert!(text.contains("Kernel panic - not syncing"), "{text}");
         assert_eq!(sentinel_rc("PODIAM-VMTEST-RESULT rc=0"), Some(0));
         assert_eq!(sentinel_rc("echo PODIAM-VMTEST-RESULT rc=$rc"), None);
     }
