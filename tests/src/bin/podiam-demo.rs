@@ -147,7 +147,7 @@ fn print_table(rows: &[Row]) {
     let w_got = rows.iter().map(|r| r.got.len()).max().unwrap_or(3).max(3);
     println!(
         "{:<w_pod$}  {:<w_path$}  {:<w_exp$}  {:<w_got$}  {:>8}  check",
-        "pod", "path", "expected", "got (aws sts get-caller-identity)", "latency"
+        "pod", "path", "expected", "got (aws sts get-caller-identity)", "CLI time"
     );
     println!("{}", "-".repeat(w_pod + w_path + w_exp + w_got + 24));
     for r in rows {
