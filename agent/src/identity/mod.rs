@@ -56,22 +56,14 @@ impl IdentityMode {
 /// hosts this is `/sys/fs/cgroup/unified`. `None` on pure cgroup v1 hosts (→
 /// [`IdentityMode::PeerIp`]).
 pub fn cgroup2_mount_from_mountinfo(mountinfo: &str) -> Option<PathBuf> {
-    let mut found: Vec<PathBuf> = mountinfo
-        .lines()
-        .filter_map(|l| {
-            let (pre, post) = l.split_once(" - ")?;
-            let fstype = post.split_whitespace().next()?;
-            let mnt = pre.split_whitespace().nth(4)?;
-            (fstype == "cgroup2").then(|| PathBuf::from(mnt.replace("\\040", " ")))
-        })
-        .collect();
     // Prefer the conventional locations when several are mounted.
-    found.sort_by_key(|p| match p.to_str() {
-        Some("/sys/fs/cgroup") => 0,
-        Some("/sys/fs/cgroup/unified") => 1,
-        _ => 2,
-    });
-    found.into_iter().next()
+    crate::datapath::cgroup::parse_cgroup2_mounts(mountinfo)
+        .into_iter()
+        .min_by_key(|p| match p.to_str() {
+            Some("/sys/fs/cgroup") => 0,
+            Some("/sys/fs/cgroup/unified") => 1,
+            _ => 2,
+        })
 }
 
 /// Choose the identity mode for this host, with a reason for logs and `/readyz`.

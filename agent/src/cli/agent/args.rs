@@ -20,6 +20,9 @@ pub enum InventoryKind {
 /// How callers are identified.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, clap::ValueEnum)]
 pub enum IdentityKind {
+    /// `kernel` where a cgroup v2 hierarchy holds the pods, else `peer-ip` (logged and
+    /// reported on `/readyz`).
+    Auto,
     /// eBPF redirect + origin records (cgroup → pod UID). Needs cgroup v2.
     Kernel,
     /// kube2iam semantics: peer IP → pod; no eBPF datapath (the operator redirects with an
@@ -61,7 +64,7 @@ pub struct Args {
     pub node: Option<String>,
 
     /// Caller identification.
-    #[arg(long, env = "PODIAM_IDENTITY", value_enum, default_value = "kernel")]
+    #[arg(long, env = "PODIAM_IDENTITY", value_enum, default_value = "auto")]
     pub identity: IdentityKind,
     /// cgroup v2 directory the programs attach to (default: the cgroup2 root).
     #[arg(long, env = "PODIAM_CGROUP")]

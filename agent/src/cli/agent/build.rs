@@ -10,7 +10,10 @@ use tokio_util::sync::CancellationToken;
 use super::args::{Args, IdentityKind, InventoryKind};
 use super::background::EventingResolver;
 use crate::datapath::{self, Datapath, DatapathConfig, OriginLookup};
-use crate::identity::{CallerResolver, KernelCallerResolver, PeerIpCallerResolver};
+use crate::identity::{
+    CallerResolver, IdentityMode, KernelCallerResolver, PeerIpCallerResolver, detect_cgroup2_mount,
+    detect_mode,
+};
 use crate::imds::{HttpImdsUpstream, ImdsOptions};
 use crate::inventory::{
     Inventory, KubeInventory, KubeInventoryConfig, KubeTokenReviewer, StaticInventory,
@@ -164,14 +167,28 @@ fn callers(
     let timeout = Duration::from_millis(args.pod_lookup_timeout_ms);
     let flag = ReadinessFlag::new("identity");
     readiness.add(flag.clone());
-    match args.identity {
-        IdentityKind::PeerIp => {
+    let (kind, why) = match args.identity {
+        IdentityKind::Auto => {
+            let root = detect_cgroup2_mount();
+            let expect_kubepods =
+                args.inventory == InventoryKind::Kubernetes && args.cgroup.is_none();
+            match detect_mode(root.as_deref(), expect_kubepods) {
+                (IdentityMode::Kernel, why) => (IdentityKind::Kernel, why),
+                (IdentityMode::PeerIp, why) => (IdentityKind::PeerIp, why),
+            }
+        }
+        other => (other, "chosen by --identity".to_owned()),
+    };
+    tracing::info!(identity = ?kind, reason = %why, "identity mode");
+    match kind {
+        IdentityKind::PeerIp | IdentityKind::Auto => {
             tracing::warn!(
+                reason = %why,
                 "identity by peer IP (kube2iam semantics): no eBPF datapath; redirect with iptables"
             );
             flag.set(
                 true,
-                "peer-ip: caller identified by source IP (cgroup v1 fallback)",
+                format!("peer-ip: caller identified by source IP ({why})"),
             );
             Ok(Arc::new(
                 PeerIpCallerResolver::new(inventory).with_pod_lookup_timeout(timeout),
