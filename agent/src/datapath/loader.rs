@@ -138,62 +138,44 @@ impl Datapath {
                     std::io::Error::from(std::io::ErrorKind::NotFound),
                 )
             })?;
+            // SockOps and CgroupSockAddr share the load/attach/link API but no trait, so one
+            // macro body serves both: load, then swap the program into an adopted link
+            // (BPF_LINK_UPDATE, atomic) or attach a new link.
+            macro_rules! load_and_link {
+                ($ty:ty) => {{
+                    let p: &mut $ty = program
+                        .try_into()
+                        .map_err(|e| DatapathError::program(name, "load", e))?;
+                    p.load()
+                        .map_err(|e| DatapathError::program(name, "load", e))?;
+                    match &link {
+                        Some(l) => {
+                            let prog_fd = p
+                                .fd()
+                                .map_err(|e| DatapathError::program(name, "load", e))?;
+                            sys::link_update(l.as_fd(), prog_fd.as_fd())
+                                .map_err(|e| DatapathError::program(name, "BPF_LINK_UPDATE", e))?;
+                            None
+                        }
+                        None => {
+                            let id = p
+                                .attach(&cgroup_dir, CgroupAttachMode::Single)
+                                .map_err(|e| DatapathError::program(name, "attach", e))?;
+                            let l = p
+                                .take_link(id)
+                                .map_err(|e| DatapathError::program(name, "attach", e))?;
+                            Some(
+                                FdLink::try_from(l)
+                                    .map_err(|e| DatapathError::program(name, "attach", e))?,
+                            )
+                        }
+                    }
+                }};
+            }
             let fd_link: Option<FdLink> = if name == "sock_ops" {
-                let p: &mut SockOps = program
-                    .try_into()
-                    .map_err(|e| DatapathError::program(name, "load", e))?;
-                p.load()
-                    .map_err(|e| DatapathError::program(name, "load", e))?;
-                match &link {
-                    Some(l) => {
-                        let prog_fd = p
-                            .fd()
-                            .map_err(|e| DatapathError::program(name, "load", e))?;
-                        sys::link_update(l.as_fd(), prog_fd.as_fd())
-                            .map_err(|e| DatapathError::program(name, "BPF_LINK_UPDATE", e))?;
-                        None
-                    }
-                    None => {
-                        let id = p
-                            .attach(&cgroup_dir, CgroupAttachMode::Single)
-                            .map_err(|e| DatapathError::program(name, "attach", e))?;
-                        let l = p
-                            .take_link(id)
-                            .map_err(|e| DatapathError::program(name, "attach", e))?;
-                        Some(
-                            FdLink::try_from(l)
-                                .map_err(|e| DatapathError::program(name, "attach", e))?,
-                        )
-                    }
-                }
+                load_and_link!(SockOps)
             } else {
-                let p: &mut CgroupSockAddr = program
-                    .try_into()
-                    .map_err(|e| DatapathError::program(name, "load", e))?;
-                p.load()
-                    .map_err(|e| DatapathError::program(name, "load", e))?;
-                match &link {
-                    Some(l) => {
-                        let prog_fd = p
-                            .fd()
-                            .map_err(|e| DatapathError::program(name, "load", e))?;
-                        sys::link_update(l.as_fd(), prog_fd.as_fd())
-                            .map_err(|e| DatapathError::program(name, "BPF_LINK_UPDATE", e))?;
-                        None
-                    }
-                    None => {
-                        let id = p
-                            .attach(&cgroup_dir, CgroupAttachMode::Single)
-                            .map_err(|e| DatapathError::program(name, "attach", e))?;
-                        let l = p
-                            .take_link(id)
-                            .map_err(|e| DatapathError::program(name, "attach", e))?;
-                        Some(
-                            FdLink::try_from(l)
-                                .map_err(|e| DatapathError::program(name, "attach", e))?,
-                        )
-                    }
-                }
+                load_and_link!(CgroupSockAddr)
             };
             if let Some(l) = fd_link {
                 l.pin(&pin)
