@@ -8,6 +8,8 @@
 //! - [`vend`]: STS AssumeRole, the per-pod session cache.
 //! - [`imds`], [`podidentity`]: the two protocol surfaces; [`server`]: listeners and dispatch.
 //! - [`metrics`]: Prometheus registry; [`cli`]: flags and subcommands.
+#![warn(missing_docs)]
+
 pub mod cli;
 pub mod datapath;
 pub mod identity;

@@ -23,7 +23,9 @@ pub const TTL_HEADER: &str = "x-aws-ec2-metadata-token-ttl-seconds";
 /// A response and the path class it is counted under.
 #[derive(Debug)]
 pub struct Handled {
+    /// The HTTP response to send.
     pub response: Response<Full<Bytes>>,
+    /// Path class of the request, for metrics.
     pub class: PathClass,
 }
 

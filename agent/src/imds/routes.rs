@@ -6,13 +6,21 @@ use super::path::CanonicalPath;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Route {
     /// `/<version>/api/token` (PUT only, and only for `latest`).
-    Token { latest: bool },
+    Token {
+        /// `false` for dated versions (refused with 403, like real IMDS).
+        latest: bool,
+    },
     /// `meta-data/iam[/]`: the listing `info` + `security-credentials/`, served locally.
     IamListing,
     /// `meta-data/iam/security-credentials[/]` (or `-extended`): the bare role name.
     RoleList,
     /// `meta-data/iam/security-credentials[-extended]/<role>[/]`.
-    Credentials { role: String, extended: bool },
+    Credentials {
+        /// The role name as requested.
+        role: String,
+        /// `security-credentials-extended`: the JSON adds `AccountId`.
+        extended: bool,
+    },
     /// `meta-data/iam/info`.
     Info,
     /// Allow-listed: forward the checked path to the real IMDS.

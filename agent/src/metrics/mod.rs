@@ -105,15 +105,20 @@ impl EncodeLabelValue for PathClass {
 /// Labels of `podiam_http_requests_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct RequestLabels {
+    /// Which surface answered.
     pub surface: Surface,
+    /// Path class of the request.
     pub class: PathClass,
+    /// HTTP status code sent.
     pub status: u16,
 }
 
 /// Labels of `podiam_http_request_duration_seconds`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LatencyLabels {
+    /// Which surface answered.
     pub surface: Surface,
+    /// Path class of the request.
     pub class: PathClass,
 }
 
@@ -121,25 +126,30 @@ pub struct LatencyLabels {
 /// `accepted` or `refused` (connection cap reached).
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ConnLabels {
+    /// Listener name (`proxy` or `ops`).
     pub listener: &'static str,
+    /// What happened to the connection (`accepted`, `over_cap`, …).
     pub outcome: &'static str,
 }
 
 /// Labels with a `reason` value.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ReasonLabels {
+    /// Why the caller was refused (`no_origin`, `mismatch`, `unknown_pod`, `lookup`).
     pub reason: &'static str,
 }
 
 /// Labels with an `outcome` value.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
+    /// Outcome of the upstream request.
     pub outcome: &'static str,
 }
 
 /// Labels with a `listener` value.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListenerLabels {
+    /// Listener name (`proxy` or `ops`).
     pub listener: &'static str,
 }
 

@@ -46,7 +46,9 @@ pub enum ServerError {
     /// Binding a listen address failed.
     #[error("cannot listen on {addr}: {source}")]
     Bind {
+        /// The address that could not be bound.
         addr: SocketAddr,
+        /// The OS error.
         source: std::io::Error,
     },
     /// No listener was given.

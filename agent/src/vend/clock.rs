@@ -5,6 +5,7 @@ use std::time::{Duration, SystemTime};
 /// (STS `Expiration`), so the cache compares them with [`Clock::now`]; it sleeps with tokio
 /// timers for the difference.
 pub trait Clock: Send + Sync + 'static {
+    /// Current wall-clock time.
     fn now(&self) -> SystemTime;
 }
 

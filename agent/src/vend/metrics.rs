@@ -9,9 +9,13 @@ use prometheus_client::registry::{Registry, Unit};
 /// Outcome of one STS call (label values `success`, `throttled`, `retryable`, `permanent`).
 #[derive(Clone, Copy, Debug, Hash, PartialEq, Eq)]
 pub enum StsOutcome {
+    /// AssumeRole returned credentials.
     Success,
+    /// STS answered with a throttling error.
     Throttled,
+    /// Retryable failure (5xx, timeout, network).
     Retryable,
+    /// Permanent failure (AccessDenied, validation).
     Permanent,
 }
 
@@ -56,12 +60,14 @@ impl EncodeLabelValue for LookupResult {
 /// Label set `{outcome}` of `vend_sts_calls_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct OutcomeLabels {
+    /// Outcome of the STS call.
     pub outcome: StsOutcome,
 }
 
 /// Label set `{result}` of `vend_cache_lookups_total`.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct LookupLabels {
+    /// Result of the cache lookup.
     pub result: LookupResult,
 }
 
@@ -76,11 +82,17 @@ pub struct LookupLabels {
 /// - `vend_sessions` (gauge: cached pod sessions)
 #[derive(Clone, Debug)]
 pub struct VendMetrics {
+    /// `vend_sts_calls_total{outcome}`.
     pub sts_calls: Family<OutcomeLabels, Counter>,
+    /// `vend_sts_latency_seconds`: AssumeRole latency.
     pub sts_latency: Histogram,
+    /// `vend_cache_lookups_total{result}`.
     pub lookups: Family<LookupLabels, Counter>,
+    /// `vend_cache_refreshes_total`: background refreshes started.
     pub refreshes: Counter,
+    /// `vend_served_remaining_seconds`: remaining lifetime of served credentials.
     pub served_remaining: Histogram,
+    /// `vend_sessions`: live cached sessions.
     pub sessions: Gauge,
 }
 

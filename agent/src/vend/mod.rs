@@ -36,8 +36,11 @@ pub use sts::{AssumeRoleRequest, Sts};
 /// Temporary credentials for one pod session.
 #[derive(Clone, PartialEq, Eq)]
 pub struct Credentials {
+    /// STS `AccessKeyId` (`ASIA…`).
     pub access_key_id: String,
+    /// STS `SecretAccessKey`.
     pub secret_access_key: String,
+    /// STS `SessionToken` (IMDS `Token`).
     pub session_token: String,
     /// Absolute expiry (STS `Expiration`).
     pub expiration: SystemTime,
@@ -65,10 +68,16 @@ impl std::fmt::Debug for Credentials {
 pub enum VendError {
     /// Will not succeed on retry (AccessDenied, validation errors): IMDS 404 / container-credentials 403.
     #[error("permanent: {code}")]
-    Permanent { code: String },
+    Permanent {
+        /// STS error code only (e.g. `AccessDenied`); never upstream message text.
+        code: String,
+    },
     /// May succeed later (throttling, STS 5xx, timeouts): HTTP 5xx.
     #[error("retryable: {code}")]
-    Retryable { code: String },
+    Retryable {
+        /// STS error code or a local one (`Throttling`, `Timeout`, …).
+        code: String,
+    },
 }
 
 impl VendError {
@@ -88,6 +97,7 @@ impl VendError {
 /// Source of credentials for a (caller, role) pair.
 #[async_trait::async_trait]
 pub trait CredentialSource: Send + Sync {
+    /// Credentials for `caller` assuming `role`, with at least the configured minimum lifetime left when STS is healthy.
     async fn credentials(&self, caller: &Caller, role: &RoleSpec)
     -> Result<Credentials, VendError>;
 }

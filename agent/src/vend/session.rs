@@ -73,7 +73,9 @@ pub fn session_name(namespace: &str, pod_name: &str) -> String {
 /// One STS session tag (`Tags.member.N.Key` / `.Value`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct SessionTag {
+    /// Tag key (e.g. `kubernetes-namespace`).
     pub key: String,
+    /// Tag value, truncated to 256 characters.
     pub value: String,
 }
 

@@ -26,6 +26,7 @@ pub struct AssumeRoleRequest {
 /// (from `AssumedRoleUser.Arn`, else from the role ARN) and `last_updated` = time of the call.
 #[async_trait::async_trait]
 pub trait Sts: Send + Sync + 'static {
+    /// Calls `sts:AssumeRole` once (no caching, no retries beyond the SDK's own).
     async fn assume_role(&self, req: &AssumeRoleRequest) -> Result<Credentials, StsError>;
 }
 
