@@ -253,6 +253,24 @@ mod programs {
         if ops_u32!(ops, op) != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB {
             return 1;
         }
+        // Cheap filter first: only connections to the redirect target can carry an origin
+        // record, so every other connection leaves after one array lookup and two loads.
+        let Some(cfg) = CONFIG.get(0) else {
+            return 1;
+        };
+        if cfg.flags & CONFIG_F_VALID == 0 {
+            return 1;
+        }
+        // include/uapi/linux/bpf.h: local_port is in host byte order; remote_port holds the
+        // network-order port in a 32-bit network-order value (kernel shifts skc_dport << 16
+        // on little-endian), so ntohl() yields the port.
+        let server_port = u32::from_be(ops_u32!(ops, remote_port)) as u16;
+        let v6_target = cfg.flags & CONFIG_F_V6 != 0;
+        if server_port != cfg.redirect_v4_port
+            && !(v6_target && server_port == cfg.redirect_v6_port)
+        {
+            return 1;
+        }
         let family = ops_u32!(ops, family);
         // Read every address field unconditionally (fixed ctx offsets): the verifier rejects
         // loads through a ctx pointer the compiler selected at run time.
@@ -267,11 +285,14 @@ mod programs {
         } else {
             return 1;
         };
-        // include/uapi/linux/bpf.h: local_port is in host byte order; remote_port holds the
-        // network-order port in a 32-bit network-order value (kernel shifts skc_dport << 16
-        // on little-endian), so ntohl() yields the port.
+        let to_v4 =
+            server_addr == v4_mapped(cfg.redirect_v4_addr) && server_port == cfg.redirect_v4_port;
+        let to_v6 =
+            v6_target && server_addr == cfg.redirect_v6_addr && server_port == cfg.redirect_v6_port;
+        if !to_v4 && !to_v6 {
+            return 1;
+        }
         let client_port = ops_u32!(ops, local_port) as u16;
-        let server_port = u32::from_be(ops_u32!(ops, remote_port)) as u16;
         let cookie = unsafe { bpf_get_socket_cookie(ctx.as_ptr()) };
         match ORIGIN_COOKIE.get_ptr(&cookie) {
             Some(rec) => {
@@ -285,18 +306,7 @@ mod programs {
                 let _ = ORIGIN_TUPLE.insert(&key, &rec, 0);
                 let _ = ORIGIN_COOKIE.remove(&cookie);
             }
-            None => {
-                if let Some(cfg) = CONFIG.get(0) {
-                    let to_v4 = server_addr == v4_mapped(cfg.redirect_v4_addr)
-                        && server_port == cfg.redirect_v4_port;
-                    let to_v6 = cfg.flags & CONFIG_F_V6 != 0
-                        && server_addr == cfg.redirect_v6_addr
-                        && server_port == cfg.redirect_v6_port;
-                    if cfg.flags & CONFIG_F_VALID != 0 && (to_v4 || to_v6) {
-                        count(COUNTER_ORIGIN_MISS);
-                    }
-                }
-            }
+            None => count(COUNTER_ORIGIN_MISS),
         }
         1
     }
