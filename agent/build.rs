@@ -1,5 +1,6 @@
 //! Builds the eBPF object from `agent-ebpf` with aya-build on the pinned nightly
-//! (see ../shared/TOOLCHAIN.md); the loader embeds it from `$OUT_DIR/podiam-ebpf`.
+//! (`cargo xtask setup` installs it and bpf-linker); the loader embeds it from
+//! `$OUT_DIR/podiam-ebpf`.
 use anyhow::{Context as _, anyhow};
 
 /// Nightly whose LLVM major matches the bpf-linker build (LLVM 22).

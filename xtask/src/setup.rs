@@ -1,6 +1,7 @@
 //! `cargo xtask setup`: installs what a fresh machine of this kind lacks. Idempotent: each
 //! step checks first and does nothing when its tool is already there.
-//! The recipe is ../shared/TOOLCHAIN.md's (verified versions).
+//! Versions are pinned: the eBPF nightly's LLVM (22) must match the LLVM bpf-linker is built
+//! against (Debian's llvm-22-dev); newer nightlies use LLVM 23 and the link fails.
 use std::process::Command;
 
 use anyhow::Context as _;
