@@ -89,7 +89,7 @@ fn run() -> anyhow::Result<bool> {
                         .unwrap_or("no output")
                         .trim()
                         .chars()
-                        .take(60)
+                        .take(110)
                         .collect::<String>();
                     (
                         format!("refused: {why}"),
