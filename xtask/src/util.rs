@@ -58,7 +58,7 @@ pub fn stdout_of(cmd: &mut Command) -> String {
 
 /// Fails unless running as root (the kernel tests and the demo need it).
 pub fn require_root(what: &str) -> anyhow::Result<()> {
-    if stdout_of(&mut Command::new("id").arg("-u")).trim() != "0" {
+    if stdout_of(Command::new("id").arg("-u")).trim() != "0" {
         bail!("{what} needs root (CAP_BPF, CAP_NET_ADMIN, CAP_SYS_ADMIN): run it as root");
     }
     Ok(())

@@ -1,10 +1,10 @@
 //! `cargo xtask demo`: a simulated node whose pods each get their own IAM role.
 //!
-//! Creates a node (network namespace + bridge + cgroup), three pods (network namespace + veth
-//! + child cgroup), starts moto's server as STS and as the node's "real" IMDS, and the podiam
-//! agent with a static inventory. Inside each pod it runs the AWS CLI through IMDS and through
-//! container credentials (token file), prints who each pod became, and tears everything down —
-//! also on Ctrl-C or failure.
+//! Creates a node (network namespace, bridge and cgroup) and three pods (each a network
+//! namespace, a veth and a child cgroup), starts moto's server as STS and as the node's "real"
+//! IMDS, and the podiam agent with a static inventory. Inside each pod it runs the AWS CLI
+//! through IMDS and through container credentials (token file), prints who each pod became,
+//! and tears everything down, also on Ctrl-C or failure.
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicBool, Ordering};
 

@@ -41,15 +41,15 @@ pub(super) fn spawn_session_keeper(
                 let live: HashSet<&str> = pods.iter().map(|p| p.uid.as_str()).collect();
                 seen.retain(|(uid, _)| live.contains(uid.as_str()));
                 for pod in &pods {
-                    if let RoleDecision::Role(role) = policy.decide(pod) {
-                        if seen.insert((pod.uid.clone(), role.arn.clone())) {
-                            tracing::debug!(pod = %pod.name, ns = %pod.namespace, role = %role.arn, "prefetching");
-                            cache.prefetch(pod.clone(), &role);
-                        }
+                    if let RoleDecision::Role(role) = policy.decide(pod)
+                        && seen.insert((pod.uid.clone(), role.arn.clone()))
+                    {
+                        tracing::debug!(pod = %pod.name, ns = %pod.namespace, role = %role.arn, "prefetching");
+                        cache.prefetch(pod.clone(), &role);
                     }
                 }
             }
-            if n % SWEEP_EVERY == 0 {
+            if n.is_multiple_of(SWEEP_EVERY) {
                 let dropped = cache.retain_pods(|uid| inventory.pod_by_uid(uid).is_some());
                 if dropped > 0 {
                     tracing::info!(dropped, "evicted sessions of deleted pods");
