@@ -515,8 +515,9 @@ async fn unidentified_callers_refused() {
     let h = default_harness();
     let r = send(&h, "192.0.2.10", get(CREDS_A).body(()).unwrap()).await;
     assert_eq!(r.status, StatusCode::FORBIDDEN);
+    // Unknown after the hold: 404 (like kube2iam), never a role.
     let r = send(&h, PEER_UNKNOWN, get(CREDS_A).body(()).unwrap()).await;
-    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE);
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
     let r = send(
         &h,
         "192.0.2.10",
@@ -668,7 +669,7 @@ async fn container_credentials_refusals() {
     let r = send(&h, "192.0.2.1", cc(host, Some(&jwt_a))).await;
     assert_error_json(&r, StatusCode::FORBIDDEN, "AccessDenied");
     let r = send(&h, PEER_UNKNOWN, cc(host, Some(&jwt_a))).await;
-    assert_error_json(&r, StatusCode::SERVICE_UNAVAILABLE, "ServiceUnavailable");
+    assert_error_json(&r, StatusCode::NOT_FOUND, "ResourceNotFound");
     // Method.
     let req = Request::builder()
         .method("POST")

@@ -245,4 +245,8 @@ impl OriginLookup for Datapath {
     fn origin_of(&self, peer: std::net::SocketAddr, local: std::net::SocketAddr) -> Option<Origin> {
         self.maps.origin_of(peer, local)
     }
+
+    fn forget(&self, peer: std::net::SocketAddr, local: std::net::SocketAddr) {
+        self.maps.forget(peer, local)
+    }
 }

@@ -50,7 +50,8 @@ impl fmt::Display for Counters {
 pub(crate) struct PinnedMaps {
     intercept: HashMap<MapData, InterceptKey, u32>,
     config: Array<MapData, Config>,
-    origin_tuple: HashMap<MapData, TupleKey, OriginRecord>,
+    /// Behind a mutex: aya's `remove` needs `&mut`, lookups come from many tasks.
+    origin_tuple: std::sync::Mutex<HashMap<MapData, TupleKey, OriginRecord>>,
     counters: PerCpuArray<MapData, u64>,
 }
 
@@ -85,10 +86,10 @@ impl PinnedMaps {
                 ebpf.take_map(podiam_ebpf::INTERCEPT),
             )?,
             config: typed(podiam_ebpf::CONFIG, ebpf.take_map(podiam_ebpf::CONFIG))?,
-            origin_tuple: typed(
+            origin_tuple: std::sync::Mutex::new(typed(
                 podiam_ebpf::ORIGIN_TUPLE,
                 ebpf.take_map(podiam_ebpf::ORIGIN_TUPLE),
-            )?,
+            )?),
             counters: typed(podiam_ebpf::COUNTERS, ebpf.take_map(podiam_ebpf::COUNTERS))?,
         })
     }
@@ -101,10 +102,10 @@ impl PinnedMaps {
                 from_pin(pin_dir, podiam_ebpf::INTERCEPT)?,
             )?,
             config: typed(podiam_ebpf::CONFIG, from_pin(pin_dir, podiam_ebpf::CONFIG)?)?,
-            origin_tuple: typed(
+            origin_tuple: std::sync::Mutex::new(typed(
                 podiam_ebpf::ORIGIN_TUPLE,
                 from_pin(pin_dir, podiam_ebpf::ORIGIN_TUPLE)?,
-            )?,
+            )?),
             counters: typed(
                 podiam_ebpf::COUNTERS,
                 from_pin(pin_dir, podiam_ebpf::COUNTERS)?,
@@ -184,14 +185,30 @@ impl PinnedMaps {
 
     /// Origin record of the connection `peer` (client) → `local` (redirect target).
     pub(crate) fn origin_of(&self, peer: SocketAddr, local: SocketAddr) -> Option<Origin> {
-        let key = TupleKey {
-            client_addr: addr_words(peer.ip()),
-            server_addr: addr_words(local.ip()),
-            client_port: peer.port(),
-            server_port: local.port(),
-        };
-        let rec = self.origin_tuple.get(&key, 0).ok()?;
+        let rec = self
+            .origin_tuple
+            .lock()
+            .ok()?
+            .get(&tuple_key(peer, local), 0)
+            .ok()?;
         origin_from_record(&rec)
+    }
+
+    /// Deletes the origin record of `peer` → `local` (absent records are fine).
+    pub(crate) fn forget(&self, peer: SocketAddr, local: SocketAddr) {
+        if let Ok(mut map) = self.origin_tuple.lock() {
+            let _ = map.remove(&tuple_key(peer, local));
+        }
+    }
+}
+
+/// The `ORIGIN_TUPLE` key of the connection `peer` (client) → `local` (redirect target).
+fn tuple_key(peer: SocketAddr, local: SocketAddr) -> TupleKey {
+    TupleKey {
+        client_addr: addr_words(peer.ip()),
+        server_addr: addr_words(local.ip()),
+        client_port: peer.port(),
+        server_port: local.port(),
     }
 }
 

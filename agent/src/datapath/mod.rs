@@ -65,4 +65,9 @@ pub trait OriginLookup: Send + Sync {
     /// proxy's address on that connection. `None` when the connection did not come through
     /// the redirect (or the record was evicted).
     fn origin_of(&self, peer: SocketAddr, local: SocketAddr) -> Option<Origin>;
+
+    /// Deletes the record of `peer` → `local` once it has been read, so that a later
+    /// connection reusing the same 4-tuple (IP reuse, a direct dial of the proxy) can never
+    /// inherit it. Default: nothing (test doubles).
+    fn forget(&self, _peer: SocketAddr, _local: SocketAddr) {}
 }

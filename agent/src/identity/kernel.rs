@@ -83,6 +83,9 @@ impl CallerResolver for KernelCallerResolver {
             .origins
             .origin_of(peer, local)
             .ok_or(IdentityError::NoOrigin(peer))?;
+        // One connection, one read: a later connection on the same 4-tuple must bring its
+        // own record (the server caches the caller for the connection's lifetime).
+        self.origins.forget(peer, local);
         let cgroup_id = origin.cgroup_id;
         let path = self
             .cgroups

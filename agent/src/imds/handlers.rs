@@ -52,14 +52,15 @@ fn method_not_allowed(allow: &'static str, class: PathClass) -> Handled {
 }
 
 /// HTTP status for a caller that could not be identified: 403 when the connection did not
-/// come through the redirect or does not match the pod, 503 when the pod is not known (yet)
-/// or the lookup failed (retryable by SDKs).
+/// come through the redirect or does not match the pod; 404 when no pod is known for it
+/// after the lookup hold (`--pod-lookup-timeout-ms`; kube2iam answers 404 too, and SDKs
+/// treat it as "no credentials here" rather than retrying); 503 when the lookup itself
+/// failed (retryable).
 pub fn identity_status(err: &IdentityError) -> StatusCode {
     match err {
         IdentityError::NoOrigin(_) | IdentityError::Mismatch { .. } => StatusCode::FORBIDDEN,
-        IdentityError::UnknownPod { .. } | IdentityError::Lookup(_) => {
-            StatusCode::SERVICE_UNAVAILABLE
-        }
+        IdentityError::UnknownPod { .. } => StatusCode::NOT_FOUND,
+        IdentityError::Lookup(_) => StatusCode::SERVICE_UNAVAILABLE,
     }
 }
 

@@ -146,6 +146,17 @@ pub struct OutcomeLabels {
     pub outcome: &'static str,
 }
 
+/// Labels of role decisions: `outcome` is `role`, `no-role` or `denied`; `source` is the
+/// resolution step that chose the role (`association`, `service-account-annotation`,
+/// `pod-annotation`, `default-role`, `static-file`) or `none`.
+#[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
+pub struct DecisionLabels {
+    /// `role`, `no-role` or `denied`.
+    pub outcome: &'static str,
+    /// The step that produced the role, or `none`.
+    pub source: &'static str,
+}
+
 /// Labels with a `listener` value.
 #[derive(Clone, Debug, Hash, PartialEq, Eq, EncodeLabelSet)]
 pub struct ListenerLabels {
@@ -175,6 +186,8 @@ pub struct Metrics {
     pub identity_failures: Family<ReasonLabels, Counter>,
     /// `podiam_imds_upstream_requests_total{outcome}` (`ok`, `not-found`, `error`).
     pub upstream: Family<OutcomeLabels, Counter>,
+    /// `podiam_role_decisions_total{outcome,source}`: role resolutions per request.
+    pub role_decisions: Family<DecisionLabels, Counter>,
 }
 
 impl Default for Metrics {
@@ -195,6 +208,12 @@ impl Metrics {
         let open_connections = Family::<ListenerLabels, Gauge>::default();
         let identity_failures = Family::<ReasonLabels, Counter>::default();
         let upstream = Family::<OutcomeLabels, Counter>::default();
+        let role_decisions = Family::<DecisionLabels, Counter>::default();
+        registry.register(
+            "role_decisions",
+            "Role resolutions by outcome (role, no-role, denied) and the step that chose the role",
+            role_decisions.clone(),
+        );
         registry.register(
             "http_requests",
             "HTTP requests answered, by surface, path class and status",
@@ -233,6 +252,7 @@ impl Metrics {
             open_connections,
             identity_failures,
             upstream,
+            role_decisions,
         }
     }
 

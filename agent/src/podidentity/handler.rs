@@ -74,6 +74,13 @@ pub fn identity_error(err: &IdentityError) -> Handled {
             "the calling pod could not be identified",
             PathClass::Unauthenticated,
         )
+    } else if status == StatusCode::NOT_FOUND {
+        error(
+            status,
+            "ResourceNotFound",
+            "no pod is known for this caller",
+            PathClass::Unauthenticated,
+        )
     } else {
         error(
             status,

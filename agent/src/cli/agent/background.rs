@@ -8,7 +8,11 @@ use tokio_util::sync::CancellationToken;
 
 use crate::identity::Caller;
 use crate::inventory::Inventory;
-use crate::policy::{EventRecorder, PolicyResolver, RoleDecision, RoleResolver};
+use prometheus_client::metrics::counter::Counter;
+use prometheus_client::metrics::family::Family;
+
+use crate::metrics::DecisionLabels;
+use crate::policy::{EventRecorder, PolicyResolver, RoleDecision, RoleResolver, RoleSource};
 use crate::vend::VendCache;
 
 /// How often the inventory is scanned for new pods.
@@ -59,20 +63,49 @@ pub(super) fn spawn_session_keeper(
     })
 }
 
-/// A [`RoleResolver`] that records a Kubernetes Event on the pod when its role is refused
-/// (namespace restriction), best effort and rate-limited by [`EventRecorder`].
-pub(super) struct EventingResolver {
+/// A [`RoleResolver`] that counts every decision in `podiam_role_decisions_total` and, with
+/// the Kubernetes inventory, records an Event on the pod when its role is refused (namespace
+/// restriction), best effort and rate-limited by [`EventRecorder`].
+pub(super) struct ObservedResolver {
     pub inner: Arc<PolicyResolver>,
-    pub recorder: EventRecorder,
+    pub decisions: Family<DecisionLabels, Counter>,
+    pub recorder: Option<EventRecorder>,
+}
+
+fn source_label(source: RoleSource) -> &'static str {
+    match source {
+        RoleSource::Association => "association",
+        RoleSource::ServiceAccountAnnotation => "service-account-annotation",
+        RoleSource::PodAnnotation => "pod-annotation",
+        RoleSource::DefaultRole => "default-role",
+        RoleSource::StaticFile => "static-file",
+    }
 }
 
 #[async_trait::async_trait]
-impl RoleResolver for EventingResolver {
+impl RoleResolver for ObservedResolver {
     async fn resolve_role(&self, caller: &Caller) -> RoleDecision {
         let decision = self.inner.resolve_role(caller).await;
+        let labels = match &decision {
+            RoleDecision::Role(r) => DecisionLabels {
+                outcome: "role",
+                source: source_label(r.source),
+            },
+            RoleDecision::NoRole { .. } => DecisionLabels {
+                outcome: "no-role",
+                source: "none",
+            },
+            RoleDecision::Denied { .. } => DecisionLabels {
+                outcome: "denied",
+                source: "none",
+            },
+        };
+        self.decisions.get_or_create(&labels).inc();
         if let RoleDecision::Denied { arn, reason } = &decision {
             tracing::warn!(pod = %caller.pod.name, ns = %caller.pod.namespace, role = %arn, %reason, "role refused");
-            let recorder = self.recorder.clone();
+            let Some(recorder) = self.recorder.clone() else {
+                return decision;
+            };
             let pod = caller.pod.clone();
             let (arn, reason) = (arn.clone(), reason.clone());
             tokio::spawn(async move {

@@ -8,7 +8,7 @@ use anyhow::{Context as _, bail};
 use tokio_util::sync::CancellationToken;
 
 use super::args::{Args, IdentityKind, InventoryKind};
-use super::background::EventingResolver;
+use super::background::ObservedResolver;
 use crate::datapath::{self, Datapath, DatapathConfig, OriginLookup};
 use crate::identity::{
     CallerResolver, IdentityMode, KernelCallerResolver, PeerIpCallerResolver, detect_cgroup2_mount,
@@ -52,13 +52,11 @@ impl Parts {
             PolicyResolver::new(inventory.clone(), policy_config(args)?)
                 .context("bad role flags (--base-role-arn / --default-role)")?,
         );
-        let roles: Arc<dyn RoleResolver> = match events {
-            Some(recorder) => Arc::new(EventingResolver {
-                inner: policy.clone(),
-                recorder,
-            }),
-            None => policy.clone(),
-        };
+        let roles: Arc<dyn RoleResolver> = Arc::new(ObservedResolver {
+            inner: policy.clone(),
+            decisions: metrics.role_decisions.clone(),
+            recorder: events,
+        });
 
         let vend_metrics = VendMetrics::new();
         vend_metrics.register(metrics.registry_mut());
@@ -180,36 +178,66 @@ fn callers(
         other => (other, "chosen by --identity".to_owned()),
     };
     tracing::info!(identity = ?kind, reason = %why, "identity mode");
-    match kind {
-        IdentityKind::PeerIp | IdentityKind::Auto => {
-            tracing::warn!(
-                reason = %why,
-                "identity by peer IP (kube2iam semantics): no eBPF datapath; redirect with iptables"
-            );
-            flag.set(
-                true,
-                format!("peer-ip: caller identified by source IP ({why})"),
-            );
-            Ok(Arc::new(
-                PeerIpCallerResolver::new(inventory).with_pod_lookup_timeout(timeout),
-            ))
-        }
-        IdentityKind::Kernel => {
-            let root = datapath::find_cgroup2_root()?;
-            let dp = Arc::new(Datapath::attach(&datapath_config(args, &root)?)?);
-            metrics.registry_mut().register_collector(Box::new(
-                datapath::collector::CountersCollector::new(dp.clone()),
-            ));
-            flag.set(
-                true,
-                format!("kernel: datapath pinned at {}", dp.pin_dir().display()),
-            );
+    // The redirect is what keeps pods away from the real IMDS, so it is attached in every
+    // mode except an explicit `--identity peer-ip` (the operator redirects with iptables,
+    // kube2iam-style). If the cgroup layout only allows peer-IP identity, pods are still
+    // redirected: only the identification degrades, never the interception.
+    let datapath = if args.identity == IdentityKind::PeerIp {
+        None
+    } else {
+        let root = datapath::find_cgroup2_root()?;
+        let dp = Arc::new(Datapath::attach(&datapath_config(args, &root)?)?);
+        metrics.registry_mut().register_collector(Box::new(
+            datapath::collector::CountersCollector::new(dp.clone()),
+        ));
+        readiness.add(Arc::new(DatapathReadiness(dp.pin_dir().to_path_buf())));
+        Some((dp, root))
+    };
+    match (kind, datapath) {
+        (IdentityKind::Kernel, Some((dp, root))) => {
+            flag.set(true, format!("kernel: {why}"));
             let origins: Arc<dyn OriginLookup> = dp;
             Ok(Arc::new(
                 KernelCallerResolver::new(origins, inventory, root)
                     .with_pod_lookup_timeout(timeout),
             ))
         }
+        (_, datapath) => {
+            let redirect = if datapath.is_some() {
+                "eBPF redirect attached"
+            } else {
+                "no eBPF redirect: pods must be redirected with iptables"
+            };
+            tracing::warn!(reason = %why, redirect, "identity by peer IP (kube2iam semantics)");
+            flag.set(
+                true,
+                format!("peer-ip: caller identified by source IP ({why}); {redirect}"),
+            );
+            Ok(Arc::new(
+                PeerIpCallerResolver::new(inventory).with_pod_lookup_timeout(timeout),
+            ))
+        }
+    }
+}
+
+/// `/readyz` check: the programs are still attached and pinned (re-read on every probe, so
+/// a `podiam uninstall` or lost pins under a running agent turn it unready).
+struct DatapathReadiness(std::path::PathBuf);
+
+impl ReadinessCheck for DatapathReadiness {
+    fn name(&self) -> &str {
+        "datapath"
+    }
+    fn status(&self) -> crate::server::CheckStatus {
+        let (ready, detail) = match Datapath::status(&self.0) {
+            Ok(s) if s.attached() => (true, format!("attached, pinned at {}", self.0.display())),
+            Ok(_) => (
+                false,
+                format!("programs not attached (pins at {})", self.0.display()),
+            ),
+            Err(e) => (false, format!("{e}")),
+        };
+        crate::server::CheckStatus { ready, detail }
     }
 }
 
