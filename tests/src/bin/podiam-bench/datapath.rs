@@ -7,7 +7,7 @@
 //! (below the node cgroup where the agent attached connect4/connect6/sock_ops) and once in
 //! a cgroup outside it, alternating every round. Paths (b) and (c) run from the cgroup
 //! outside the attach point too, so the eBPF programs see none of their connects.
-use std::net::SocketAddr;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4};
 
 use anyhow::{Context as _, bail};
 use podiam_tests::Node;
@@ -15,8 +15,8 @@ use podiam_tests::scenario::start_moto;
 use serde_json::json;
 
 use crate::env::{
-    Agent, FreeCgroup, Identity, Workload, cgroup_rel, client_in, creds_path, iptables_in_node,
-    metric_sum, run_client, write_inventory,
+    Agent, ExtraDatapath, FreeCgroup, Identity, Workload, cgroup_rel, client_in, creds_path,
+    iptables_in_node, metric_sum, run_client, write_inventory,
 };
 use crate::servers::NodeServers;
 use crate::stats::{Spread, percentile};
@@ -33,6 +33,8 @@ pub struct ConnectResult {
     pub ratio: Vec<f64>,
     /// Slowest connect() seen, µs, [attached, not attached].
     pub max_connect_us: [u32; 2],
+    /// Median connect() time per round, µs, [attached, not attached].
+    pub connect_p50_us: [Vec<f64>; 2],
     /// connect() calls slower than 100 ms (a dropped SYN), [attached, not attached].
     pub slow_connects: [u64; 2],
     /// Node netns `TcpExt` ListenOverflows and ListenDrops during section 1.
@@ -51,26 +53,29 @@ pub struct PathRound {
 /// Results of section 2, per round (paths a, b, c).
 #[derive(Debug, Default)]
 pub struct LatencyResult {
-    pub rounds: Vec<[PathRound; 3]>,
-    pub errors: [u64; 3],
+    pub rounds: Vec<[PathRound; PATHS]>,
+    pub errors: [u64; PATHS],
     pub example_error: String,
     /// Successful requests per path, as the clients counted them.
-    pub client_ok: [u64; 3],
+    pub client_ok: [u64; PATHS],
     /// IMDS credential answers (200) of the kernel-identity agent during the rounds.
     pub kernel_served: f64,
     /// Connections the datapath redirected during the rounds.
     pub redirected: f64,
-    /// IMDS credential answers (200) of the peer-IP agent during the rounds.
+    /// IMDS credential answers (200) of the peer-IP agent during the rounds ((b) and (d)).
     pub peer_ip_served: f64,
+    /// Connections the second datapath (path d) redirected during the rounds.
+    pub extra_redirected: f64,
 }
 
 impl LatencyResult {
     /// Each path was served by what it claims: (a) only by the kernel agent through the
-    /// redirect, (b) only by the peer-IP agent through the DNAT rule.
+    /// redirect, (b) and (d) only by the peer-IP agent, (d) through the second datapath.
     pub fn attribution_ok(&self) -> bool {
         self.kernel_served == self.client_ok[0] as f64
             && self.redirected >= self.client_ok[0] as f64
-            && self.peer_ip_served == self.client_ok[1] as f64
+            && self.peer_ip_served == (self.client_ok[1] + self.client_ok[3]) as f64
+            && self.extra_redirected >= self.client_ok[3] as f64
     }
 }
 
@@ -99,6 +104,9 @@ const PEER_IP_OPS: u16 = 8184;
 const FLOOR_PORT: u16 = 8190;
 const SINK_PORT: u16 = 9000;
 const ROLE: &str = "bench-latency";
+/// Paths of section 2: (a) podiam, (b) kube2iam DNAT, (c) floor, (d) podiam's datapath in
+/// front of the peer-IP identity.
+pub const PATHS: usize = 4;
 
 /// Runs sections 1 and 2.
 pub fn run(cfg: &Config) -> anyhow::Result<(ConnectResult, LatencyResult)> {
@@ -171,6 +179,8 @@ pub fn run(cfg: &Config) -> anyhow::Result<(ConnectResult, LatencyResult)> {
             }
             rates[which] = r.ok as f64 / r.elapsed_s;
             let max = r.lat_us.iter().copied().max().unwrap_or(0);
+            let mut lat = r.lat_us.clone();
+            connect.connect_p50_us[which].push(percentile(&mut lat, 50.0).unwrap_or(f64::NAN));
             connect.max_connect_us[which] = connect.max_connect_us[which].max(max);
             connect.slow_connects[which] +=
                 r.lat_us.iter().filter(|l| **l > 100_000).count() as u64;
@@ -223,12 +233,20 @@ pub fn run(cfg: &Config) -> anyhow::Result<(ConnectResult, LatencyResult)> {
         json!({"mode": "http", "addr": format!("10.200.0.1:{FLOOR_PORT}"),
                "host": format!("10.200.0.1:{FLOOR_PORT}"), "path": path,
                "expect": "ASIAFLOOR"}),
+        json!({"mode": "http", "addr": "169.254.169.254:80", "host": "169.254.169.254",
+               "path": path, "expect": "AccessKeyId"}),
     ];
+    // Path (d): podiam's eBPF programs, attached by this process to a cgroup of their own,
+    // redirecting to the peer-IP agent — the same identity as (b) behind podiam's datapath.
+    let extra = ExtraDatapath::attach(
+        &node,
+        SocketAddrV4::new(Ipv4Addr::new(10, 200, 0, 1), PEER_IP_PORT),
+    )?;
     let command = |i: usize| -> anyhow::Result<std::process::Command> {
-        if i == 0 {
-            pod.command(crate::env::client_bin()?)
-        } else {
-            client_in(pod.netns().fd(), free.path())
+        match i {
+            0 => pod.command(crate::env::client_bin()?),
+            3 => client_in(pod.netns().fd(), extra.cgroup()),
+            _ => client_in(pod.netns().fd(), free.path()),
         }
     };
     // Warm-up: fills both agents' caches (one STS call each) and checks every path works.
@@ -239,7 +257,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<(ConnectResult, LatencyResult)> {
         if r.ok == 0 {
             bail!(
                 "path {} does not work: {}\nkernel agent log:\n{}\npeer-ip agent log:\n{}",
-                ["a", "b", "c"][i],
+                ["a", "b", "c", "d"][i],
                 r.error,
                 kernel.log_text(),
                 peer_ip.log_text()
@@ -264,13 +282,15 @@ pub fn run(cfg: &Config) -> anyhow::Result<(ConnectResult, LatencyResult)> {
             &["outcome=\"redirected\""],
         ))
     };
+    let extra_redirected = || -> anyhow::Result<u64> { Ok(extra.counters()?.redirected) };
     let (k0, r0, p0) = (served(&kernel)?, redirected(&kernel)?, served(&peer_ip)?);
+    let d0 = extra_redirected()?;
     let mut latency = LatencyResult::default();
     for round in 0..cfg.latency_rounds {
         stopped()?;
-        let mut figures = [PathRound::default(); 3];
-        for k in 0..3 {
-            let i = (round + k) % 3;
+        let mut figures = [PathRound::default(); PATHS];
+        for k in 0..PATHS {
+            let i = (round + k) % PATHS;
             let mut job = jobs[i].clone();
             job["duration_ms"] = json!(cfg.latency_ms);
             let mut r = run_client(command(i)?, &job)?;
@@ -290,6 +310,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<(ConnectResult, LatencyResult)> {
     latency.kernel_served = served(&kernel)? - k0;
     latency.redirected = redirected(&kernel)? - r0;
     latency.peer_ip_served = served(&peer_ip)? - p0;
+    latency.extra_redirected = extra_redirected()?.saturating_sub(d0) as f64;
     kernel.stop();
     peer_ip.stop();
     Ok((connect, latency))

@@ -282,6 +282,64 @@ impl Drop for FreeCgroup {
     }
 }
 
+/// A second datapath (podiam's eBPF programs, loaded by this process) attached to its own
+/// [`FreeCgroup`] and redirecting metadata connects to `redirect`; pinned under
+/// `/sys/fs/bpf/podiam-test-<pid>-<n>-dp` (stale-cleaned like the harness's pins).
+/// Uninstalled, then the cgroup removed, on drop.
+pub struct ExtraDatapath {
+    // Drop order: uninstall (Drop below), then the cgroup.
+    pin_dir: PathBuf,
+    dp: podiam::datapath::Datapath,
+    cgroup: FreeCgroup,
+}
+
+impl ExtraDatapath {
+    pub fn attach(node: &Node, redirect: std::net::SocketAddrV4) -> anyhow::Result<ExtraDatapath> {
+        let cgroup = FreeCgroup::new()?;
+        let pin_dir = PathBuf::from(format!(
+            "/sys/fs/bpf/podiam-test-{}-dp",
+            podiam_tests::netns::unique_id()
+        ));
+        let mut cfg = node.datapath_config()?;
+        cfg.cgroup = cgroup.path().to_path_buf();
+        cfg.pin_dir = pin_dir.clone();
+        cfg.redirect_v4 = redirect;
+        let dp = match node.attach_datapath(cfg) {
+            Ok(dp) => dp,
+            Err(e) => {
+                if pin_dir.exists() {
+                    let _ = podiam::datapath::Datapath::uninstall(&pin_dir);
+                    let _ = std::fs::remove_dir_all(&pin_dir);
+                }
+                return Err(e);
+            }
+        };
+        Ok(ExtraDatapath {
+            pin_dir,
+            dp,
+            cgroup,
+        })
+    }
+
+    /// The cgroup the programs are attached to.
+    pub fn cgroup(&self) -> &Path {
+        self.cgroup.path()
+    }
+
+    /// Its counters (summed over CPUs).
+    pub fn counters(&self) -> anyhow::Result<podiam::datapath::Counters> {
+        Ok(self.dp.counters()?)
+    }
+}
+
+impl Drop for ExtraDatapath {
+    fn drop(&mut self) {
+        podiam_tests::cgroup::kill_all(self.cgroup.path());
+        let _ = podiam::datapath::Datapath::uninstall(&self.pin_dir);
+        let _ = std::fs::remove_dir_all(&self.pin_dir);
+    }
+}
+
 /// What `podiam-bench-client` reported.
 #[derive(Debug, Default, Deserialize)]
 pub struct ClientReport {

@@ -72,28 +72,29 @@ impl NodeServers {
                     }
                 };
                 let _ = ready_tx.send(Ok(()));
+                // Accept loops on the worker threads (as a typical hyper server does), one
+                // task per connection.
                 let mut rx1 = rx.clone();
-                let mut rx2 = rx;
-                tokio::join!(
-                    async move {
-                        loop {
-                            tokio::select! {
-                                _ = rx1.changed() => break,
-                                r = f.accept() => if let Ok((stream, _)) = r {
-                                    tokio::spawn(serve_floor(stream));
-                                }
-                            }
-                        }
-                    },
-                    async move {
-                        loop {
-                            tokio::select! {
-                                _ = rx2.changed() => break,
-                                r = s.accept() => drop(r),
+                let mut rx2 = rx.clone();
+                let floor_loop = tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            _ = rx1.changed() => break,
+                            r = f.accept() => if let Ok((stream, _)) = r {
+                                tokio::spawn(serve_floor(stream));
                             }
                         }
                     }
-                );
+                });
+                let sink_loop = tokio::spawn(async move {
+                    loop {
+                        tokio::select! {
+                            _ = rx2.changed() => break,
+                            r = s.accept() => drop(r),
+                        }
+                    }
+                });
+                let _ = tokio::join!(floor_loop, sink_loop);
             });
         })?;
         ready_rx
