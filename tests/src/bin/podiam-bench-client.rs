@@ -62,8 +62,10 @@ struct Report {
     errors: u64,
     /// Seconds from start to the end of the last operation.
     elapsed_s: f64,
-    /// Latency of every successful request (`http`, `cgroups`) or `connect()` (`connect`), µs.
+    /// Latency of every successful request (`http`, `cgroups`), µs.
     lat_us: Vec<u32>,
+    /// Duration of every successful `connect()` (`connect`), ns.
+    lat_ns: Vec<u32>,
     /// First attempt latency, µs (`first`).
     first_us: u64,
     /// First attempt succeeded (`first`).
@@ -165,7 +167,8 @@ fn connect_loop(job: &Job) -> Report {
         let t = Instant::now();
         match TcpStream::connect(job.addr) {
             Ok(s) => {
-                r.lat_us.push(micros(t.elapsed()));
+                r.lat_ns
+                    .push(u32::try_from(t.elapsed().as_nanos()).unwrap_or(u32::MAX));
                 set_linger_zero(&s);
                 drop(s);
                 r.ok += 1;

@@ -33,8 +33,8 @@ pub struct ConnectResult {
     pub ratio: Vec<f64>,
     /// Slowest connect() seen, µs, [attached, not attached].
     pub max_connect_us: [u32; 2],
-    /// Median connect() time per round, µs, [attached, not attached].
-    pub connect_p50_us: [Vec<f64>; 2],
+    /// Median connect() time per round, ns, [attached, not attached].
+    pub connect_p50_ns: [Vec<f64>; 2],
     /// connect() calls slower than 100 ms (a dropped SYN), [attached, not attached].
     pub slow_connects: [u64; 2],
     /// Node netns `TcpExt` ListenOverflows and ListenDrops during section 1.
@@ -178,12 +178,12 @@ pub fn run(cfg: &Config) -> anyhow::Result<(ConnectResult, LatencyResult)> {
                 bail!("connect bench: {} errors ({})", r.errors, r.error);
             }
             rates[which] = r.ok as f64 / r.elapsed_s;
-            let max = r.lat_us.iter().copied().max().unwrap_or(0);
-            let mut lat = r.lat_us.clone();
-            connect.connect_p50_us[which].push(percentile(&mut lat, 50.0).unwrap_or(f64::NAN));
-            connect.max_connect_us[which] = connect.max_connect_us[which].max(max);
+            let max = r.lat_ns.iter().copied().max().unwrap_or(0) / 1000;
             connect.slow_connects[which] +=
-                r.lat_us.iter().filter(|l| **l > 100_000).count() as u64;
+                r.lat_ns.iter().filter(|l| **l > 100_000_000).count() as u64;
+            let mut lat = r.lat_ns;
+            connect.connect_p50_ns[which].push(percentile(&mut lat, 50.0).unwrap_or(f64::NAN));
+            connect.max_connect_us[which] = connect.max_connect_us[which].max(max);
         }
         connect.attached.push(rates[0]);
         connect.detached.push(rates[1]);

@@ -349,6 +349,8 @@ pub struct ClientReport {
     #[serde(default)]
     pub lat_us: Vec<u32>,
     #[serde(default)]
+    pub lat_ns: Vec<u32>,
+    #[serde(default)]
     pub first_us: u64,
     #[serde(default)]
     pub first_ok: bool,

@@ -62,10 +62,10 @@ impl Config {
     /// The sizes of issue 8.
     pub fn full() -> Self {
         Self {
-            connect_rounds: 7,
-            connect_ms: 1000,
-            latency_rounds: 5,
-            latency_ms: 1500,
+            connect_rounds: 15,
+            connect_ms: 500,
+            latency_rounds: 7,
+            latency_ms: 1000,
             many_pods: 50,
             many_runs: 3,
             many_ms: 3000,

@@ -373,9 +373,20 @@ fn details(o: &mut String, r: &Results) {
         }
         let _ = writeln!(
             o,
-            "\nMedian connect() time per call: attached {}, not attached {}.",
-            show(Spread::of(&c.connect_p50_us[0]), 1, " µs"),
-            show(Spread::of(&c.connect_p50_us[1]), 1, " µs")
+            "\nMedian time of one connect() call (per round, then the median over rounds): attached {}, not attached {}; per-round ratio attached / not attached {}.",
+            show(Spread::of(&c.connect_p50_ns[0]), 0, " ns"),
+            show(Spread::of(&c.connect_p50_ns[1]), 0, " ns"),
+            show(
+                Spread::of(
+                    &c.connect_p50_ns[0]
+                        .iter()
+                        .zip(&c.connect_p50_ns[1])
+                        .map(|(a, d)| a / d)
+                        .collect::<Vec<_>>()
+                ),
+                3,
+                ""
+            )
         );
         let _ = writeln!(
             o,
