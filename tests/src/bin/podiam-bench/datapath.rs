@@ -62,8 +62,10 @@ pub struct LatencyResult {
     pub kernel_served: f64,
     /// Connections the datapath redirected during the rounds.
     pub redirected: f64,
-    /// IMDS credential answers (200) of the peer-IP agent during the rounds ((b) and (d)).
+    /// IMDS credential answers (200) of the peer-IP agent of (b) during the rounds.
     pub peer_ip_served: f64,
+    /// … of the peer-IP agent of (d).
+    pub peer_ip_d_served: f64,
     /// Connections the second datapath (path d) redirected during the rounds.
     pub extra_redirected: f64,
 }
@@ -74,7 +76,8 @@ impl LatencyResult {
     pub fn attribution_ok(&self) -> bool {
         self.kernel_served == self.client_ok[0] as f64
             && self.redirected >= self.client_ok[0] as f64
-            && self.peer_ip_served == (self.client_ok[1] + self.client_ok[3]) as f64
+            && self.peer_ip_served == self.client_ok[1] as f64
+            && self.peer_ip_d_served == self.client_ok[3] as f64
             && self.extra_redirected >= self.client_ok[3] as f64
     }
 }
@@ -101,6 +104,11 @@ const KERNEL_PORT: u16 = 8181;
 const KERNEL_OPS: u16 = 8182;
 const PEER_IP_PORT: u16 = 8183;
 const PEER_IP_OPS: u16 = 8184;
+/// A second peer-IP agent, behind path (d) only: (b) and (d) must not share server
+/// 4-tuples, or their conntrack entries in the node netns collide (a DNAT'd (b) connection
+/// landing on the tuple of a (d) connection in TIME_WAIT), which slows both.
+const PEER_IP_D_PORT: u16 = 8185;
+const PEER_IP_D_OPS: u16 = 8186;
 const FLOOR_PORT: u16 = 8190;
 const SINK_PORT: u16 = 9000;
 const ROLE: &str = "bench-latency";
@@ -140,6 +148,14 @@ pub fn run(cfg: &Config) -> anyhow::Result<(ConnectResult, LatencyResult)> {
         Identity::PeerIp,
         PEER_IP_PORT,
         PEER_IP_OPS,
+    )?;
+    let peer_ip_d = Agent::start(
+        &node,
+        dir.path(),
+        &inventory,
+        Identity::PeerIp,
+        PEER_IP_D_PORT,
+        PEER_IP_D_OPS,
     )?;
     let _servers = NodeServers::start(
         &node,
@@ -240,7 +256,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<(ConnectResult, LatencyResult)> {
     // redirecting to the peer-IP agent — the same identity as (b) behind podiam's datapath.
     let extra = ExtraDatapath::attach(
         &node,
-        SocketAddrV4::new(Ipv4Addr::new(10, 200, 0, 1), PEER_IP_PORT),
+        SocketAddrV4::new(Ipv4Addr::new(10, 200, 0, 1), PEER_IP_D_PORT),
     )?;
     let command = |i: usize| -> anyhow::Result<std::process::Command> {
         match i {
@@ -260,7 +276,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<(ConnectResult, LatencyResult)> {
                 ["a", "b", "c", "d"][i],
                 r.error,
                 kernel.log_text(),
-                peer_ip.log_text()
+                peer_ip.log_text() + &peer_ip_d.log_text()
             );
         }
     }
@@ -284,6 +300,7 @@ pub fn run(cfg: &Config) -> anyhow::Result<(ConnectResult, LatencyResult)> {
     };
     let extra_redirected = || -> anyhow::Result<u64> { Ok(extra.counters()?.redirected) };
     let (k0, r0, p0) = (served(&kernel)?, redirected(&kernel)?, served(&peer_ip)?);
+    let pd0 = served(&peer_ip_d)?;
     let d0 = extra_redirected()?;
     let mut latency = LatencyResult::default();
     for round in 0..cfg.latency_rounds {
@@ -310,8 +327,10 @@ pub fn run(cfg: &Config) -> anyhow::Result<(ConnectResult, LatencyResult)> {
     latency.kernel_served = served(&kernel)? - k0;
     latency.redirected = redirected(&kernel)? - r0;
     latency.peer_ip_served = served(&peer_ip)? - p0;
+    latency.peer_ip_d_served = served(&peer_ip_d)? - pd0;
     latency.extra_redirected = extra_redirected()?.saturating_sub(d0) as f64;
     kernel.stop();
     peer_ip.stop();
+    peer_ip_d.stop();
     Ok((connect, latency))
 }

@@ -317,7 +317,10 @@ namespaces created for the bench; nothing is added to the root netns.
    client outside the attach point (its accept loop and connections run on a 2-worker
    tokio runtime, as in the agent); (d) a decomposition the issue does not ask for —
    podiam's eBPF programs (loaded by the bench into a cgroup of their own) redirecting to
-   the peer-IP agent: (d)/(b) compares the two datapaths with the same identity step,
+   a third agent process, also `--identity peer-ip`, on 10.200.0.1:8185 (not 8183: (b)'s
+   DNAT'd connections and (d)'s would share server 4-tuples, and their conntrack entries
+   collide, which slowed both by 10× at p99 in an earlier version of this bench):
+   (d)/(b) compares the two datapaths with the same identity step,
    (a)/(d) the two identity steps behind the same datapath. The DNAT rule makes conntrack
    active in the node netns for all paths during section 2 (as on any node running
    kube-proxy). After the rounds, the agents' `/metrics` must account for every request of
@@ -458,7 +461,7 @@ fn details(o: &mut String, r: &Results) {
         );
         let _ = writeln!(
             o,
-            "\nAttribution check ({}): the kernel-identity agent answered {:.0} credential requests and its datapath redirected {:.0} connections for (a)'s {} successful requests; the peer-IP agent answered {:.0} for (b)'s {} and (d)'s {} together; the second datapath redirected {:.0} connections for (d).\n",
+            "\nAttribution check ({}): the kernel-identity agent answered {:.0} credential requests and its datapath redirected {:.0} connections for (a)'s {} successful requests; the peer-IP agent of (b) answered {:.0} for (b)'s {}; the peer-IP agent of (d) answered {:.0} for (d)'s {}, and the second datapath redirected {:.0} connections.\n",
             if l.attribution_ok() {
                 "passed"
             } else {
@@ -469,6 +472,7 @@ fn details(o: &mut String, r: &Results) {
             l.client_ok[0],
             l.peer_ip_served,
             l.client_ok[1],
+            l.peer_ip_d_served,
             l.client_ok[3],
             l.extra_redirected
         );
