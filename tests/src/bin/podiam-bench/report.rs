@@ -138,10 +138,12 @@ fn summary(o: &mut String, r: &Results) {
             let ratio = Spread::of(&c.ratio);
             let _ = writeln!(
                 o,
-                "| 1 | connect()+close() rate to a non-intercepted listener, attached / not attached | {} (attached {} vs {} conn/s) | ≥ 0.97 | {} |",
+                "| 1 | connect()+close() rate to a non-intercepted listener, attached / not attached | {} (attached {} vs {} conn/s; one connect() call {} vs {}) | ≥ 0.97 | {} |",
                 show(ratio, 3, ""),
                 show(Spread::of(&c.attached), 0, ""),
                 show(Spread::of(&c.detached), 0, ""),
+                show(Spread::of(&c.connect_p50_ns[0]), 0, " ns"),
+                show(Spread::of(&c.connect_p50_ns[1]), 0, " ns"),
                 verdict(ratio.map(|s| s.median >= 0.97))
             );
             let ab = l.ratio(0, 1, |p| p.p50_us);
