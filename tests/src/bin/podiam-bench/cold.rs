@@ -61,6 +61,8 @@ pub struct ColdRun {
     pub first_p99_ms: f64,
     /// First requests that failed (then retried every 20 ms).
     pub first_failed: usize,
+    /// Mean AssumeRole latency seen by the agent (`podiam_vend_sts_latency_seconds`), ms.
+    pub sts_mean_ms: f64,
 }
 
 /// Results of section 4 (prefetch off: the agent has no prefetch-on-appear).
@@ -142,6 +144,14 @@ pub fn run(cfg: &Config, env: &ColdEnv) -> anyhow::Result<ColdResult> {
         let (calls, ok) = agent.sts_calls()?;
         run.sts_calls = calls;
         run.sts_success = ok;
+        let text = agent.metrics()?;
+        let sum = crate::env::metric_sum(&text, "podiam_vend_sts_latency_seconds_sum", &[]);
+        let count = crate::env::metric_sum(&text, "podiam_vend_sts_latency_seconds_count", &[]);
+        run.sts_mean_ms = if count > 0.0 {
+            sum / count * 1000.0
+        } else {
+            f64::NAN
+        };
         agent.stop();
         result.runs.push(run);
     }

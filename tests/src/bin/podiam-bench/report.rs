@@ -518,18 +518,19 @@ fn details(o: &mut String, r: &Results) {
         );
         let _ = writeln!(
             o,
-            "| run | all pods have credentials after | pods served | STS calls (success) | first request p50 | first request p99 | first requests failed |\n|---|---|---|---|---|---|---|"
+            "| run | all pods have credentials after | pods served | STS calls (success) | mean AssumeRole latency (agent's histogram) | first request p50 | first request p99 | first requests failed |\n|---|---|---|---|---|---|---|---|"
         );
         for (i, x) in c.runs.iter().enumerate() {
             let _ = writeln!(
                 o,
-                "| {} | {:.2} s | {}/{} | {:.0} ({:.0}) | {:.0} ms | {:.0} ms | {} |",
+                "| {} | {:.2} s | {}/{} | {:.0} ({:.0}) | {:.0} ms | {:.0} ms | {:.0} ms | {} |",
                 i + 1,
                 x.all_ok_s,
                 x.pods_ok,
                 c.pods,
                 x.sts_calls,
                 x.sts_success,
+                x.sts_mean_ms,
                 x.first_p50_ms,
                 x.first_p99_ms,
                 x.first_failed
