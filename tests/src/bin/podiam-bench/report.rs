@@ -337,7 +337,10 @@ namespaces created for the bench; nothing is added to the root netns.
    the same instant and retries every 20 ms until it gets credentials. Reported: time from
    the common start until the last pod had credentials; STS calls made
    (`podiam_vend_sts_calls_total` on `/metrics`, all outcomes) against distinct sessions; p99 of
-   the first request's latency. Prefetch on: the vending cache has `VendCache::prefetch`,
+   the first request's latency, and the mean AssumeRole latency the agent measured
+   (`podiam_vend_sts_latency_seconds` sum / count). The agent caps concurrent AssumeRole
+   calls at 8 (`VendConfig::max_concurrent_sts`, its default; no flag sets it), so the time
+   until every pod is served is about N / 8 × that latency. Prefetch on: the vending cache has `VendCache::prefetch`,
    but the agent never calls it when a pod appears, so there is nothing to switch on; the
    row says "not implemented" instead of a figure.
 5. **Memory** ({mw} workloads, {mru} runs): {mw} cgroups `<node cgroup>/w<i>`, each its own
