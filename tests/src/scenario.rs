@@ -125,7 +125,8 @@ pub struct ChildGuard {
 }
 
 impl ChildGuard {
-    fn new(child: Child, name: &'static str) -> Self {
+    /// Guards `child`, named `name` in messages.
+    pub fn new(child: Child, name: &'static str) -> Self {
         Self {
             child: Some(child),
             name,
@@ -156,6 +157,11 @@ impl ChildGuard {
                 }
             }
         }
+    }
+
+    /// The process id while it is guarded.
+    pub fn id(&self) -> Option<u32> {
+        self.child.as_ref().map(Child::id)
     }
 
     /// Whether the process is still running.
@@ -510,7 +516,9 @@ impl ClientRun {
     }
 }
 
-fn start_moto(node: &Node, dir: &Path) -> anyhow::Result<ChildGuard> {
+/// Starts `moto_server` on [`MOTO_PORT`] (all addresses) in `node`'s netns, logging to
+/// `dir/moto.log`, and waits (up to 30 s) until it answers.
+pub fn start_moto(node: &Node, dir: &Path) -> anyhow::Result<ChildGuard> {
     let log = std::fs::File::create(dir.join("moto.log"))?;
     let mut cmd = node.command("moto_server")?;
     cmd.args(["-H", "0.0.0.0", "-p", &MOTO_PORT.to_string()])

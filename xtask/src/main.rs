@@ -31,8 +31,8 @@ enum Cmd {
     Demo,
     /// Run the datapath kernel tests inside QEMU on other kernels.
     VmTest(vmtest::VmTestArgs),
-    /// Benchmarks; writes BENCHMARKS.md.
-    Bench,
+    /// Benchmarks (root, release build); writes BENCHMARKS.md.
+    Bench(bench::BenchArgs),
     /// Regenerate deploy/crd/podidentityassociation.yaml from the Rust type.
     GenCrd,
 }
@@ -44,7 +44,7 @@ fn main() -> anyhow::Result<()> {
         Cmd::Test(args) => test::run(&args),
         Cmd::Demo => demo::run(),
         Cmd::VmTest(args) => vmtest::run(&args),
-        Cmd::Bench => bench::run(),
+        Cmd::Bench(args) => bench::run(&args),
         Cmd::GenCrd => gencrd::run(),
     }
 }
