@@ -166,6 +166,32 @@ fn imds_v2_required_refuses_v1_and_serves_v2() {
 }
 
 #[test]
+fn a_pod_without_a_role_gets_404_on_both_surfaces() {
+    let s = Scenario::start(Options::default()).expect("scenario");
+    let list = raw_get(
+        &s,
+        "none",
+        "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
+        None,
+    );
+    assert!(list.starts_with("404"), "IMDS role list for a pod without role: {list}");
+    let creds = raw_get(&s, "none", "http://169.254.170.23/v1/credentials", Some("none"));
+    assert!(creds.starts_with("404 "), "container credentials: {creds}");
+    assert!(creds.contains("\"code\""), "JSON error: {creds}");
+    assert!(!creds.contains("AccessKeyId") && !list.contains(NODE_ROLE_NAME));
+    let (status, metrics) = s.ops_get("/metrics").expect("metrics");
+    assert_eq!(status, 200);
+    assert!(
+        metrics.lines().any(|l| l.starts_with("podiam_role_decisions_total")
+            && l.contains("outcome=\"no-role\"")),
+        "role decisions are counted:\n{metrics}"
+    );
+    let (status, ready) = s.ops_get("/readyz").expect("readyz");
+    assert_eq!(status, 200, "{ready}");
+    assert!(ready.contains("\"datapath\""), "{ready}");
+}
+
+#[test]
 fn non_credential_paths_never_reach_the_node() {
     let s = Scenario::start(Options::default()).expect("scenario");
     let base = "http://169.254.169.254/latest/";

@@ -1,5 +1,7 @@
 //! Static inventory: workloads listed in a YAML file, for the demo, tests and hosts without
-//! Kubernetes (give each systemd service its own role).
+//! Kubernetes (give each container or network-namespaced service its own role). Processes in
+//! the host network namespace are exempt from the redirect, so a workload needs its own
+//! network namespace (a container, `ip netns`) to be intercepted.
 //!
 //! # Format
 //!
@@ -36,7 +38,7 @@
 //!     sessionTags: true            # default false
 //!   - name: batch
 //!     namespace: shop
-//!     cgroupPath: /system.slice/batch.service
+//!     cgroupPath: /machine.slice/batch.scope   # e.g. a container outside Kubernetes
 //!     ips: [192.0.2.10]
 //!     uid: 7d5b4c1e-0000-4000-8000-000000000001  # optional; default derived from
 //!                                  # namespace/name (stable across reloads)
