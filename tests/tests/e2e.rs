@@ -174,16 +174,26 @@ fn a_pod_without_a_role_gets_404_on_both_surfaces() {
         "http://169.254.169.254/latest/meta-data/iam/security-credentials/",
         None,
     );
-    assert!(list.starts_with("404"), "IMDS role list for a pod without role: {list}");
-    let creds = raw_get(&s, "none", "http://169.254.170.23/v1/credentials", Some("none"));
+    assert!(
+        list.starts_with("404"),
+        "IMDS role list for a pod without role: {list}"
+    );
+    let creds = raw_get(
+        &s,
+        "none",
+        "http://169.254.170.23/v1/credentials",
+        Some("none"),
+    );
     assert!(creds.starts_with("404 "), "container credentials: {creds}");
     assert!(creds.contains("\"code\""), "JSON error: {creds}");
     assert!(!creds.contains("AccessKeyId") && !list.contains(NODE_ROLE_NAME));
     let (status, metrics) = s.ops_get("/metrics").expect("metrics");
     assert_eq!(status, 200);
     assert!(
-        metrics.lines().any(|l| l.starts_with("podiam_role_decisions_total")
-            && l.contains("outcome=\"no-role\"")),
+        metrics
+            .lines()
+            .any(|l| l.starts_with("podiam_role_decisions_total")
+                && l.contains("outcome=\"no-role\"")),
         "role decisions are counted:\n{metrics}"
     );
     let (status, ready) = s.ops_get("/readyz").expect("readyz");

@@ -147,3 +147,41 @@ pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
     }
     out
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Each prerequisite error is one line naming what is missing (the CLI prints it as
+    /// `podiam: error: <message>: <cause>`).
+    #[test]
+    fn prerequisite_errors_are_one_line_and_name_what_is_missing() {
+        let cases: Vec<(DatapathError, &str)> = vec![
+            (DatapathError::NotRoot, "root"),
+            (
+                DatapathError::KernelTooOld {
+                    found: "4.19.0-27-amd64".into(),
+                },
+                "4.19.0-27-amd64",
+            ),
+            (
+                DatapathError::NoCgroup2(std::io::Error::from(
+                    std::io::ErrorKind::PermissionDenied,
+                )),
+                "cgroup2",
+            ),
+            (
+                DatapathError::BpffsNotMounted {
+                    path: PathBuf::from("/sys/fs/bpf"),
+                    source: std::io::Error::from(std::io::ErrorKind::PermissionDenied),
+                },
+                "/sys/fs/bpf",
+            ),
+        ];
+        for (err, needle) in cases {
+            let line = error_chain(&err);
+            assert!(!line.contains('\n'), "one line: {line:?}");
+            assert!(line.contains(needle), "{line:?} names {needle:?}");
+        }
+    }
+}
