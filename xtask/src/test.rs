@@ -19,7 +19,6 @@ pub fn run_tests(args: &TestArgs) -> anyhow::Result<()> {
     sh(util::cargo().args(["build", "--workspace", "--bins"]))?;
     sh(util::cargo()
         .args(["test", "--workspace", "--no-fail-fast"])
-        .env("PODIAM_PRIVILEGED_TESTS", "required")
         .arg("--")
         .args(&args.cargo_args))?;
     if !args.no_vm {
