@@ -19,6 +19,7 @@
 //! between namespaces created here (and loopback): nothing is added to the root netns.
 pub mod bins;
 pub mod cgroup;
+pub mod interrupt;
 pub mod listener;
 pub mod netns;
 pub mod node;

@@ -311,38 +311,20 @@ impl Scenario {
     /// Starts the agent and waits for `/readyz` (up to 60 s).
     pub fn start_agent(&mut self) -> anyhow::Result<()> {
         let bin = crate::bins::podiam_bin()?;
-        let log = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(self.dir.path().join("agent.log"))?;
-        let mut cmd = self.node.command(&bin)?;
-        cmd.arg("agent")
-            .args(["--host-ip", "10.200.0.1", "--host-ipv6", "fd00:200::1"])
-            .args(["--app-port", "8181", "--ops-bind", "127.0.0.1"])
-            .args(["--ops-port", &OPS_PORT.to_string()])
-            .arg("--cgroup")
-            .arg(self.node.cgroup())
-            .arg("--pin-dir")
-            .arg(self.node.pin_dir())
-            .args(["--inventory", "static", "--static-file"])
-            .arg(self.dir.path().join("inventory.yaml"))
+        let mut cmd = agent_command(
+            &self.node,
+            &self.dir.path().join("agent.log"),
+            &self.dir.path().join("inventory.yaml"),
+            8181,
+            OPS_PORT,
+        )?;
+        cmd.args(["--host-ipv6", "fd00:200::1"])
             .arg("--static-token-key")
             .arg(self.dir.path().join("token.key"))
             .args(["--base-role-arn", &format!("arn:aws:iam::{ACCOUNT}:role/")])
             .arg("--namespace-restrictions")
             .args(["--cluster-name", "demo"])
-            .args(["--region", "us-east-1"])
-            .args(["--sts-endpoint", &format!("http://127.0.0.1:{MOTO_PORT}")])
-            .args(["--imds-endpoint", &format!("http://127.0.0.1:{MOTO_PORT}")])
-            .args(["--log-level", "info"])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("AWS_ACCESS_KEY_ID", NODE_ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", "node-secret")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null())
-            .stdout(log.try_clone()?)
-            .stderr(log);
+            .args(["--log-level", "info"]);
         if self.options.imds_v2_required {
             cmd.arg("--imds-v2-required");
         }
@@ -473,6 +455,53 @@ impl Drop for Scenario {
         self.moto.terminate();
         // The node (and pods) tear down after this: pins, cgroups, namespaces.
     }
+}
+
+/// `podiam agent` as the simulated node runs it: in the node netns and cgroup, proxy on
+/// 10.200.0.1:`app_port`, operations on 127.0.0.1:`ops_port`, the datapath on the node's
+/// cgroup and pin dir, the static inventory `inventory`, moto (node loopback) as STS and
+/// IMDS, the node's own credentials in the environment, output appended to `log`. Callers
+/// add their own flags (a later `--log-level` wins).
+pub fn agent_command(
+    node: &Node,
+    log: &Path,
+    inventory: &Path,
+    app_port: u16,
+    ops_port: u16,
+) -> anyhow::Result<Command> {
+    let bin = crate::bins::podiam_bin()?;
+    let log = std::fs::OpenOptions::new()
+        .create(true)
+        .append(true)
+        .open(log)?;
+    let mut cmd = node.command(&bin)?;
+    cmd.arg("agent")
+        .args(["--host-ip", "10.200.0.1"])
+        .args(["--app-port", &app_port.to_string()])
+        .args([
+            "--ops-bind",
+            "127.0.0.1",
+            "--ops-port",
+            &ops_port.to_string(),
+        ])
+        .arg("--cgroup")
+        .arg(node.cgroup())
+        .arg("--pin-dir")
+        .arg(node.pin_dir())
+        .args(["--inventory", "static", "--static-file"])
+        .arg(inventory)
+        .args(["--region", "us-east-1"])
+        .args(["--sts-endpoint", &format!("http://127.0.0.1:{MOTO_PORT}")])
+        .args(["--imds-endpoint", &format!("http://127.0.0.1:{MOTO_PORT}")])
+        .env_clear()
+        .env("PATH", std::env::var("PATH").unwrap_or_default())
+        .env("AWS_ACCESS_KEY_ID", NODE_ACCESS_KEY)
+        .env("AWS_SECRET_ACCESS_KEY", "node-secret")
+        .env("AWS_EC2_METADATA_DISABLED", "true")
+        .stdin(Stdio::null())
+        .stdout(log.try_clone()?)
+        .stderr(log);
+    Ok(cmd)
 }
 
 /// The outcome of one client run inside a pod.

@@ -6,22 +6,9 @@
 //! through IMDS and through container credentials (token file), prints who each pod became,
 //! and tears everything down, also on Ctrl-C or failure.
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 
+use podiam_tests::interrupt::{run_main, stopped};
 use podiam_tests::scenario::{CredPath, NODE_ACCESS_KEY, NODE_ROLE_NAME, Options, Scenario};
-
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-fn stopped() -> anyhow::Result<()> {
-    if STOP.load(Ordering::SeqCst) {
-        anyhow::bail!("interrupted");
-    }
-    Ok(())
-}
 
 struct Row {
     pod: String,
@@ -33,19 +20,7 @@ struct Row {
 }
 
 fn main() -> ExitCode {
-    // SAFETY: installs an async-signal-safe handler that only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("demo failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    run_main("demo", run)
 }
 
 fn run() -> anyhow::Result<bool> {
@@ -89,7 +64,7 @@ fn run() -> anyhow::Result<bool> {
                         .unwrap_or("no output")
                         .trim()
                         .chars()
-                        .take(110)
+                        .take(130)
                         .collect::<String>();
                     (
                         format!("refused: {why}"),

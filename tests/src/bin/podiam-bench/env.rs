@@ -8,7 +8,7 @@ use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
 use anyhow::{Context as _, bail};
 use podiam_tests::Node;
-use podiam_tests::scenario::{ACCOUNT, ChildGuard, MOTO_PORT, NODE_ACCESS_KEY, http_get};
+use podiam_tests::scenario::{ACCOUNT, ChildGuard, http_get};
 use serde::Deserialize;
 
 /// How the agent identifies callers.
@@ -99,38 +99,9 @@ impl Agent {
     ) -> anyhow::Result<Agent> {
         let bin = podiam_tests::bins::podiam_bin()?;
         let log = dir.join(format!("agent-{app_port}.log"));
-        let file = std::fs::OpenOptions::new()
-            .create(true)
-            .append(true)
-            .open(&log)?;
-        let mut cmd = node.command(&bin)?;
-        cmd.arg("agent")
-            .args(["--host-ip", "10.200.0.1"])
-            .args(["--app-port", &app_port.to_string()])
-            .args([
-                "--ops-bind",
-                "127.0.0.1",
-                "--ops-port",
-                &ops_port.to_string(),
-            ])
-            .arg("--cgroup")
-            .arg(node.cgroup())
-            .arg("--pin-dir")
-            .arg(node.pin_dir())
-            .args(["--inventory", "static", "--static-file"])
-            .arg(inventory)
-            .args(["--region", "us-east-1"])
-            .args(["--sts-endpoint", &format!("http://127.0.0.1:{MOTO_PORT}")])
-            .args(["--imds-endpoint", &format!("http://127.0.0.1:{MOTO_PORT}")])
-            .args(["--log-level", "warn"])
-            .env_clear()
-            .env("PATH", std::env::var("PATH").unwrap_or_default())
-            .env("AWS_ACCESS_KEY_ID", NODE_ACCESS_KEY)
-            .env("AWS_SECRET_ACCESS_KEY", "node-secret")
-            .env("AWS_EC2_METADATA_DISABLED", "true")
-            .stdin(Stdio::null())
-            .stdout(file.try_clone()?)
-            .stderr(file);
+        let mut cmd =
+            podiam_tests::scenario::agent_command(node, &log, inventory, app_port, ops_port)?;
+        cmd.args(["--log-level", "warn"]);
         if identity == Identity::PeerIp {
             cmd.args(["--identity", "peer-ip"]);
         }

@@ -25,22 +25,9 @@ mod servers;
 mod stats;
 
 use std::process::ExitCode;
-use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::Instant;
 
-static STOP: AtomicBool = AtomicBool::new(false);
-
-extern "C" fn on_signal(_: libc::c_int) {
-    STOP.store(true, Ordering::SeqCst);
-}
-
-/// Fails when SIGINT/SIGTERM arrived (so guards clean up on the way out).
-pub fn stopped() -> anyhow::Result<()> {
-    if STOP.load(Ordering::SeqCst) {
-        anyhow::bail!("interrupted");
-    }
-    Ok(())
-}
+pub use podiam_tests::interrupt::stopped;
 
 /// Sizes and repetitions.
 #[derive(Clone, Debug)]
@@ -134,19 +121,7 @@ fn parse_opts() -> anyhow::Result<Opts> {
 }
 
 fn main() -> ExitCode {
-    // SAFETY: installs an async-signal-safe handler that only stores to an atomic.
-    unsafe {
-        libc::signal(libc::SIGINT, on_signal as *const () as libc::sighandler_t);
-        libc::signal(libc::SIGTERM, on_signal as *const () as libc::sighandler_t);
-    }
-    match run() {
-        Ok(true) => ExitCode::SUCCESS,
-        Ok(false) => ExitCode::FAILURE,
-        Err(e) => {
-            eprintln!("podiam-bench failed: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    podiam_tests::interrupt::run_main("podiam-bench", run)
 }
 
 fn section<T>(name: &str, f: impl FnOnce() -> anyhow::Result<T>) -> Result<T, String> {
