@@ -193,12 +193,18 @@ pub struct Scenario {
     dir: tempfile::TempDir,
 }
 
+/// A random HS256 key as 64 hex characters: a text key, so that the key file's content is
+/// the key exactly (the agent strips a trailing newline from key files, which would shorten
+/// a raw binary key ending in 0x0a).
 fn fresh_key() -> Vec<u8> {
-    let mut key = vec![0u8; 32];
+    let mut raw = [0u8; 32];
     if let Ok(mut f) = std::fs::File::open("/dev/urandom") {
-        let _ = f.read_exact(&mut key);
+        let _ = f.read_exact(&mut raw);
     }
-    key
+    raw.iter()
+        .map(|b| format!("{b:02x}"))
+        .collect::<String>()
+        .into_bytes()
 }
 
 impl Scenario {

@@ -104,7 +104,9 @@ impl Hs256TokenValidator {
         Ok(Self { key: Some(key) })
     }
 
-    /// Reads the key from a file (its raw bytes, trailing newline removed).
+    /// Reads the key from a file: its bytes, with trailing `\n`/`\r` removed so that text
+    /// editors do not change the key. Use a text key (e.g. `openssl rand -hex 32` gives 64
+    /// characters); a raw binary key could lose a final 0x0a byte.
     pub fn from_key_file(path: &Path) -> Result<Self, KeyError> {
         let mut key = std::fs::read(path)?;
         while key.last() == Some(&b'\n') || key.last() == Some(&b'\r') {
